@@ -1,0 +1,65 @@
+/*
+ * fastmlp.h -- the elementwise kernels of fastmlp, in plain C99 (no Python, no numpy).
+ *
+ * Layering: scalar C kernels here -> Cython engine (fastmlp/backends/cpu/_network.pyx)
+ * which runs a whole epoch without the GIL and calls BLAS for the matrix products
+ * -> thin Python fronts.
+ *
+ * Every kernel exists for float (suffix _f32) and double (_f64): the prototypes are
+ * written once in fastmlp_kernels.inc with REAL and FM(name), and instantiated twice
+ * below.  All matrices are row-major and contiguous; shapes are given as
+ * (rows, cols) in the comments: B = rows of a batch, n = units of a layer,
+ * K = outputs of the network.  Arguments are marked IN / OUT / INOUT.
+ * Elementwise loops take an explicit n_threads (OpenMP when built with it).
+ */
+#ifndef FASTMLP_H
+#define FASTMLP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Activation codes (match fastmlp/backends/cpu/_network.pyx and base.ACTIVATIONS). */
+enum fm_activation {
+    FM_IDENTITY = 0, FM_RELU = 1, FM_SIGMOID = 2, FM_TANH = 3, FM_SOFTMAX = 4,
+    FM_LEAKY_RELU = 5, FM_ELU = 6, FM_SOFTPLUS = 7, FM_GELU = 8, FM_EXP = 9
+};
+
+/* Loss codes (match base.LOSSES). */
+enum fm_loss {
+    FM_SQUARED_ERROR = 0, FM_BINARY_CE = 1, FM_CATEGORICAL_CE = 2, FM_POISSON = 3
+};
+
+#define FM_LEAKY_RELU_SLOPE 0.2
+#define FM_ELU_ALPHA 1.0
+
+/* ---- counter-based RNG (rng.c) -------------------------------------------------------
+ * splitmix64's finaliser; a stream is keyed by (seed, step, layer) and element e draws
+ * u = mix64(stream + e * golden) >> 11 scaled to [0, 1).  Identical to the NumPy
+ * reference (fastmlp/backends/array/network.py::dropout_keep_mask). */
+uint64_t fm_mix64(uint64_t z);
+uint64_t fm_dropout_stream(uint64_t seed, uint64_t step, uint64_t layer);
+double fm_uniform(uint64_t stream, uint64_t e);
+
+/* 1 when built with OpenMP. */
+int fm_openmp_enabled(void);
+
+#define REAL float
+#define FM(name) name##_f32
+#include "fastmlp_kernels.inc"
+#undef REAL
+#undef FM
+
+#define REAL double
+#define FM(name) name##_f64
+#include "fastmlp_kernels.inc"
+#undef REAL
+#undef FM
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTMLP_H */

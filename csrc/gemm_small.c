@@ -1,0 +1,18 @@
+/* Instantiates gemm_small_impl.inc for float (_f32) and double (_f64). */
+#include "fm_internal.h"
+
+#define REAL float
+#define FM(name) name##_f32
+#define REAL_EPS FLT_EPSILON
+#include "gemm_small_impl.inc"
+#undef REAL
+#undef FM
+#undef REAL_EPS
+
+#define REAL double
+#define FM(name) name##_f64
+#define REAL_EPS DBL_EPSILON
+#include "gemm_small_impl.inc"
+#undef REAL
+#undef FM
+#undef REAL_EPS

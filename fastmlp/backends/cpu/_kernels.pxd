@@ -1,0 +1,55 @@
+# The C kernels of csrc/fastmlp.h (see that header for shapes and semantics).
+from libc.stdint cimport int64_t, uint64_t
+
+cdef extern from "fastmlp.h" nogil:
+    enum:
+        FM_IDENTITY, FM_RELU, FM_SIGMOID, FM_TANH, FM_SOFTMAX, FM_LEAKY_RELU, FM_ELU,
+        FM_SOFTPLUS, FM_GELU, FM_EXP
+    enum:
+        FM_SQUARED_ERROR, FM_BINARY_CE, FM_CATEGORICAL_CE, FM_POISSON
+
+    uint64_t fm_dropout_stream(uint64_t seed, uint64_t step, uint64_t layer)
+    int fm_openmp_enabled()
+
+    void bias_act_forward_f32(int64_t B, int64_t n, const float *Z, const float *bias, int act, float *A, int n_threads)
+    void bias_act_forward_f64(int64_t B, int64_t n, const double *Z, const double *bias, int act, double *A, int n_threads)
+    void bias_act_forward_naive_f32(int64_t B, int64_t n, const float *Z, const float *bias, int act, float *A)
+    void bias_act_forward_naive_f64(int64_t B, int64_t n, const double *Z, const double *bias, int act, double *A)
+    void act_backward_f32(int64_t B, int64_t n, int act, const float *Z, const float *A, float *dA, int n_threads)
+    void act_backward_f64(int64_t B, int64_t n, int act, const double *Z, const double *A, double *dA, int n_threads)
+    void act_backward_naive_f32(int64_t B, int64_t n, int act, const float *Z, const float *A, float *dA)
+    void act_backward_naive_f64(int64_t B, int64_t n, int act, const double *Z, const double *A, double *dA)
+    void column_sums_f32(int64_t B, int64_t n, const float *dZ, float *db, int accumulate)
+    void column_sums_f64(int64_t B, int64_t n, const double *dZ, double *db, int accumulate)
+    void dropout_forward_f32(int64_t B, int64_t n, double rate, uint64_t stream, const float *A, float *out, int n_threads)
+    void dropout_forward_f64(int64_t B, int64_t n, double rate, uint64_t stream, const double *A, double *out, int n_threads)
+    void dropout_backward_f32(int64_t B, int64_t n, double rate, uint64_t stream, float *dA, int n_threads)
+    void dropout_backward_f64(int64_t B, int64_t n, double rate, uint64_t stream, double *dA, int n_threads)
+
+    double loss_forward_backward_f32(int loss, int out_act, int64_t B, int64_t K, const float *Z, const float *P, const float *Y, const int64_t *labels, const float *w, double delta_scale, float *dZ, double *metrics)
+    double loss_forward_backward_f64(int loss, int out_act, int64_t B, int64_t K, const double *Z, const double *P, const double *Y, const int64_t *labels, const double *w, double delta_scale, double *dZ, double *metrics)
+    double penalty_forward_backward_f32(int64_t n, const float *W, float *dW, double l2, double l1)
+    double penalty_forward_backward_f64(int64_t n, const double *W, double *dW, double l2, double l1)
+
+    void sgd_update_f32(int64_t n, float *w, const float *g, float *v, double lr, double momentum, int nesterov, int n_threads)
+    void sgd_update_f64(int64_t n, double *w, const double *g, double *v, double lr, double momentum, int nesterov, int n_threads)
+    void adam_update_f32(int64_t n, float *w, const float *g, float *m, float *v, double step_size, double beta_1, double beta_2, double eps, int n_threads)
+    void adam_update_f64(int64_t n, double *w, const double *g, double *m, double *v, double step_size, double beta_1, double beta_2, double eps, int n_threads)
+    void rmsprop_update_f32(int64_t n, float *w, const float *g, float *v, double lr, double rho, double eps, int n_threads)
+    void rmsprop_update_f64(int64_t n, double *w, const double *g, double *v, double lr, double rho, double eps, int n_threads)
+    void adagrad_update_f32(int64_t n, float *w, const float *g, float *a, double lr, double eps, int n_threads)
+    void adagrad_update_f64(int64_t n, double *w, const double *g, double *a, double lr, double eps, int n_threads)
+    double sum_squares_f32(int64_t n, const float *x)
+    double sum_squares_f64(int64_t n, const double *x)
+    void scale_inplace_f32(int64_t n, float *x, double s)
+    void scale_inplace_f64(int64_t n, double *x, double s)
+
+    void gemm_nn_small_f32(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float beta, float *C)
+    void gemm_nn_small_f64(int64_t M, int64_t N, int64_t K, const double *A, const double *B, double beta, double *C)
+    void gemm_tn_small_f32(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float beta, float *C)
+    void gemm_tn_small_f64(int64_t M, int64_t N, int64_t K, const double *A, const double *B, double beta, double *C)
+    void gemm_nt_small_f32(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C)
+    void gemm_nt_small_f64(int64_t M, int64_t N, int64_t K, const double *A, const double *B, double *C)
+
+    void gather_rows_f32(int64_t B, int64_t d, const float *X, const int64_t *idx, float *out)
+    void gather_rows_f64(int64_t B, int64_t d, const double *X, const int64_t *idx, double *out)

@@ -1,0 +1,112 @@
+"""Build of fastmlp's compiled extensions.
+
+* Cython modules in fastmlp/backends/cpu, compiled together with the C kernels in csrc/.
+* OpenMP when the compiler supports it (probed); otherwise a loud warning and
+  single-threaded elementwise loops (the build still succeeds).
+* Portable flags only: no -march=native / -ffast-math.  Wider SIMD comes from function
+  multiversioning in csrc/fm_internal.h.
+* Cython directives are set once here; FASTMLP_BOUNDSCHECK=1 turns bounds checking on
+  for debugging.
+"""
+import os
+import sys
+import tempfile
+import textwrap
+import warnings
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+CSRC = ["csrc/rng.c", "csrc/activations.c", "csrc/losses.c", "csrc/optimizers.c",
+        "csrc/gemm_small.c", "csrc/gather.c"]
+
+
+def _compiler_accepts(compiler, flags, link_flags):
+    """Compile and link a tiny OpenMP program with ``flags``."""
+    src = textwrap.dedent("""
+        #include <omp.h>
+        int main(void) {
+            int n = 0;
+            #pragma omp parallel reduction(+:n)
+            n += 1;
+            return omp_get_max_threads() > 0 ? 0 : 1;
+        }
+    """)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "omp_probe.c")
+        with open(path, "w") as f:
+            f.write(src)
+        try:
+            objs = compiler.compile([path], output_dir=tmp, extra_postargs=flags)
+            compiler.link_executable(objs, os.path.join(tmp, "omp_probe"),
+                                     extra_postargs=link_flags)
+            return True
+        except Exception:
+            return False
+
+
+def _openmp_flags(compiler):
+    if os.environ.get("FASTMLP_NO_OPENMP", "") not in ("", "0"):
+        return None
+    ctype = compiler.compiler_type
+    if ctype == "msvc":
+        candidates = [(["/openmp"], [])]
+    elif sys.platform == "darwin":
+        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+    else:
+        candidates = [(["-fopenmp"], ["-fopenmp"])]
+    for cflags, lflags in candidates:
+        if _compiler_accepts(compiler, cflags, lflags):
+            return cflags, lflags
+    return None
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        omp = _openmp_flags(self.compiler)
+        if omp is None:
+            warnings.warn(
+                "\n" + "*" * 78 + "\nfastmlp: the C compiler does not support OpenMP; "
+                "building WITHOUT it.\nElementwise loops will run on one thread "
+                "(BLAS still uses its own threads).\n" + "*" * 78)
+            print("fastmlp: building without OpenMP", file=sys.stderr)
+        is_msvc = self.compiler.compiler_type == "msvc"
+        for ext in self.extensions:
+            if is_msvc:
+                ext.extra_compile_args = ["/O2"]
+            else:
+                ext.extra_compile_args = ["-O3", "-std=c99", "-fno-strict-aliasing",
+                                          "-Wno-unused-function", "-Wno-unknown-pragmas"]
+            if omp is not None:
+                ext.extra_compile_args += omp[0]
+                ext.extra_link_args = list(ext.extra_link_args or []) + omp[1]
+        super().build_extensions()
+
+
+def extensions():
+    import numpy
+    from Cython.Build import cythonize
+
+    common = dict(include_dirs=["csrc", numpy.get_include()],
+                  define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+    exts = [
+        Extension("fastmlp.backends.cpu._blas", ["fastmlp/backends/cpu/_blas.pyx"], **common),
+        Extension("fastmlp.backends.cpu._network",
+                  ["fastmlp/backends/cpu/_network.pyx"] + CSRC,
+                  depends=["csrc/fastmlp.h", "csrc/fastmlp_kernels.inc", "csrc/fm_internal.h"]
+                  + [p.replace(".c", "_impl.inc") for p in CSRC if "rng" not in p],
+                  **common),
+    ]
+    debug = os.environ.get("FASTMLP_BOUNDSCHECK", "") not in ("", "0")
+    directives = {
+        "language_level": 3,
+        "boundscheck": debug,
+        "wraparound": False,
+        "cdivision": True,
+        "initializedcheck": debug,
+        "embedsignature": True,
+    }
+    return cythonize(exts, compiler_directives=directives)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

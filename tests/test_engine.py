@@ -1,0 +1,395 @@
+"""The engine's contract: CPU engine == NumPy reference, determinism, threads, input
+handling, bad input, divergence, slices, state, schedules, device selection."""
+import os
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.backends import (make_network, resolve_device, validate_training_data,
+                              shuffled_order)
+from fastmlp.backends.base import NetworkSpec, OptimizerSpec
+from fastmlp.initializers import init_params
+
+OPTIMIZERS = [
+    OptimizerSpec("sgd", 0.1),
+    OptimizerSpec("sgd", 0.05, momentum=0.9),
+    OptimizerSpec("sgd", 0.05, momentum=0.9, nesterov=True),
+    OptimizerSpec("adam", 0.01, epsilon=1e-8),
+    OptimizerSpec("adam", 0.01, epsilon=1e-3, epsilon_style="pytorch"),
+    OptimizerSpec("rmsprop", 0.01),
+    OptimizerSpec("adagrad", 0.1),
+    OptimizerSpec("sgd", 0.1, momentum=0.5, clipnorm=0.1, schedule="exponential",
+                  decay_rate=0.5, decay_steps=3),
+    OptimizerSpec("adam", 0.01, schedule="inverse_time", decay_rate=0.3, decay_steps=2,
+                  staircase=True),
+]
+
+
+def _classification(rng, n=103, d=7, k=4, dtype="float64"):
+    spec = NetworkSpec((d, 16, 8, k), ("relu", "tanh", "softmax"),
+                       loss="categorical_crossentropy", dtype=dtype, l2=1e-3)
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, k, n)
+    return spec, X, y
+
+
+def _train(spec, opt, device, X, y, sw=None, epochs=2, n_threads=1, **kw):
+    net = make_network(spec, opt, device=device, n_threads=n_threads)
+    net.set_params(init_params(spec, seed=7))
+    Xc, Yc, swc = validate_training_data(spec, X, y, sw)
+    losses = [net.train_epoch(Xc, Yc, swc, batch_size=kw.get("batch_size", 16),
+                              shuffle=kw.get("shuffle", False), seed=3, epoch=e)
+              for e in range(epochs)]
+    return net, losses
+
+
+# ---- CPU engine == NumPy reference -------------------------------------------------------
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=lambda o: f"{o.kind}-{o.schedule}")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cpu_engine_matches_numpy_reference(opt, dtype, rng):
+    spec, X, y = _classification(rng, dtype=dtype)
+    cpu, lc = _train(spec, opt, "cpu", X, y, epochs=1)
+    ref, lr = _train(spec, opt, "numpy", X, y, epochs=1)
+    rtol = 1e-10 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(cpu.get_params(), ref.get_params(), rtol=rtol,
+                               atol=rtol * np.abs(ref.get_params()).max())
+    assert lc[0] == pytest.approx(lr[0], rel=rtol)
+    assert cpu.step == ref.step == 7
+    assert cpu.current_learning_rate == pytest.approx(ref.current_learning_rate)
+
+
+@pytest.mark.parametrize("loss,out,hidden", [
+    ("squared_error", "identity", "gelu"), ("binary_crossentropy", "sigmoid", "elu"),
+    ("poisson", "exp", "softplus"), ("squared_error", "sigmoid", "leaky_relu")])
+def test_cpu_matches_reference_with_shuffle_dropout_weights(loss, out, hidden, rng):
+    spec = NetworkSpec((5, 12, 6, 2), (hidden, "relu", out), loss=loss,
+                       dropout=(0.3, 0.2, 0.0), l2=(0.01, 0, 0.01), l1=0.001)
+    X = rng.normal(size=(61, 5))
+    Y = rng.poisson(1.0, (61, 2)).astype(float) if loss == "poisson" else \
+        rng.uniform(size=(61, 2))
+    sw = rng.uniform(0.1, 3, 61)
+    opt = OptimizerSpec("adam", 0.01)
+    a, la = _train(spec, opt, "cpu", X, Y, sw, epochs=3, shuffle=True, batch_size=8)
+    b, lb = _train(spec, opt, "numpy", X, Y, sw, epochs=3, shuffle=True, batch_size=8)
+    np.testing.assert_allclose(a.get_params(), b.get_params(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(la, lb, rtol=1e-10)
+
+
+def test_metrics_and_full_batch_match_reference(rng):
+    spec, X, y = _classification(rng)
+    nets = []
+    for device in ("cpu", "numpy"):
+        net = make_network(spec, OptimizerSpec("sgd", 0.1), device=device)
+        net.set_params(init_params(spec, seed=1))
+        Xc, Yc, _ = validate_training_data(spec, X, y)
+        net.train_epoch(Xc, Yc, batch_size=10, track_metrics=True)
+        nets.append((net.epoch_metrics, net.forward(Xc), net.loss_and_grad(Xc, Yc)))
+    (m1, f1, (l1, g1)), (m2, f2, (l2, g2)) = nets
+    assert set(m1) == {"accuracy", "mae", "mse", "data_loss", "penalty"}
+    for key in m1:
+        assert m1[key] == pytest.approx(m2[key], rel=1e-10)
+    np.testing.assert_allclose(f1, f2, rtol=1e-12)
+    assert l1 == pytest.approx(l2, rel=1e-12)
+    np.testing.assert_allclose(g1, g2, rtol=1e-10, atol=1e-14)
+
+
+# ---- determinism and threads ----------------------------------------------------------------
+def test_same_seed_same_weights(device, rng):
+    spec = NetworkSpec((6, 10, 3), ("relu", "softmax"), loss="categorical_crossentropy",
+                       dropout=(0.5, 0.0))
+    X, y = rng.normal(size=(50, 6)), rng.integers(0, 3, 50)
+    a, _ = _train(spec, OptimizerSpec("adam", 0.01), device, X, y, shuffle=True, epochs=3)
+    b, _ = _train(spec, OptimizerSpec("adam", 0.01), device, X, y, shuffle=True, epochs=3)
+    assert np.array_equal(a.get_params(), b.get_params())
+    np.testing.assert_array_equal(init_params(spec, seed=5), init_params(spec, seed=5))
+    assert not np.array_equal(init_params(spec, seed=5), init_params(spec, seed=6))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_and_two_threads_agree(dtype, rng):
+    # large enough that the elementwise loops and BLAS really use two threads
+    spec = NetworkSpec((64, 512, 256, 10), ("relu", "tanh", "softmax"),
+                       loss="categorical_crossentropy", dtype=dtype, dropout=(0.2, 0, 0))
+    X, y = rng.normal(size=(1024, 64)), rng.integers(0, 10, 1024)
+    opt = OptimizerSpec("adam", 1e-3)
+    a, la = _train(spec, opt, "cpu", X, y, n_threads=1, batch_size=512, epochs=1)
+    b, lb = _train(spec, opt, "cpu", X, y, n_threads=2, batch_size=512, epochs=1)
+    rtol = 1e-4 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(a.get_params(), b.get_params(), rtol=rtol, atol=rtol)
+    assert la[0] == pytest.approx(lb[0], rel=rtol)
+
+
+def test_shuffled_order_is_a_seeded_permutation():
+    a = shuffled_order(100, seed=1, epoch=0)
+    assert sorted(a) == list(range(100))
+    assert np.array_equal(a, shuffled_order(100, seed=1, epoch=0))
+    assert not np.array_equal(a, shuffled_order(100, seed=1, epoch=1))
+    assert not np.array_equal(a, shuffled_order(100, seed=2, epoch=0))
+
+
+# ---- inputs ----------------------------------------------------------------------------------
+def test_readonly_noncontiguous_fortran_inputs(device, rng):
+    spec = NetworkSpec((4, 5, 1), ("tanh", "identity"))
+    X = rng.normal(size=(30, 8))[:, ::2]            # non-contiguous view
+    Xf = np.asfortranarray(X)
+    Xr = np.array(X)
+    Xr.setflags(write=False)
+    y = rng.normal(size=30)
+    y.setflags(write=False)
+    results = []
+    for Xin in (X, Xf, Xr):
+        net = make_network(spec, OptimizerSpec("sgd", 0.1), device=device)
+        net.set_params(init_params(spec, seed=0))
+        Xc, Yc, _ = validate_training_data(spec, Xin, y)
+        net.train_epoch(Xc, Yc, batch_size=8)
+        results.append(net.get_params())
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_float32_c_contiguous_input_is_not_copied(rng):
+    spec = NetworkSpec((4, 3), ("identity",), dtype="float32")
+    X = rng.normal(size=(10, 4)).astype(np.float32)
+    Xc, _, _ = validate_training_data(spec, X, None)
+    assert Xc is X or np.shares_memory(Xc, X)
+
+
+def test_float16_and_int_inputs_are_converted(rng):
+    spec = NetworkSpec((3, 2), ("identity",), dtype="float32")
+    X16 = rng.normal(size=(5, 3)).astype(np.float16)
+    Xc, Yc, _ = validate_training_data(spec, X16, np.arange(10).reshape(5, 2))
+    assert Xc.dtype == np.float32 and Yc.dtype == np.float32
+    Xi, _, _ = validate_training_data(spec, np.arange(15).reshape(5, 3), None)
+    assert Xi.dtype == np.float32
+
+
+@pytest.mark.parametrize("bad", [np.array([["a", "b", "c"]]), np.ones((2, 3), dtype=complex),
+                                 np.array([[None, 1, 2]], dtype=object)])
+def test_non_numeric_inputs_are_refused(bad):
+    spec = NetworkSpec((3, 1), ("identity",))
+    with pytest.raises(TypeError, match="X must hold numbers"):
+        validate_training_data(spec, bad, None)
+
+
+@pytest.mark.parametrize("X,y,sw,match", [
+    (np.ones((4, 3)), np.ones(4), None, "features per row"),
+    (np.ones(4), np.ones(4), None, "2-D"),
+    (np.ones((0, 2)), np.ones(0), None, "0 samples"),
+    (np.array([[1.0, np.nan]] * 3), np.ones(3), None, "NaN or infinity"),
+    (np.array([[1.0, np.inf]] * 3), np.ones(3), None, "NaN or infinity"),
+    (np.ones((3, 2)), np.array([1.0, np.nan, 0.0]), None, "y contains NaN"),
+    (np.ones((3, 2)), np.ones(4), None, "rows"),
+    (np.ones((3, 2)), np.ones(3), np.ones(2), "sample_weight has shape"),
+    (np.ones((3, 2)), np.ones(3), np.array([1.0, -1.0, 1.0]), "finite and >= 0"),
+    (np.ones((3, 2)), np.ones(3), np.zeros(3), "zero for every sample"),
+])
+def test_bad_data_is_a_clear_value_error(X, y, sw, match):
+    spec = NetworkSpec((2, 1), ("identity",))
+    with pytest.raises(ValueError, match=match):
+        validate_training_data(spec, X, y, sw)
+
+
+def test_bad_labels_are_refused():
+    spec = NetworkSpec((2, 3), ("softmax",), loss="categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"lie in \[0, 2\]"):
+        validate_training_data(spec, np.ones((3, 2)), np.array([0, 1, 3]))
+    with pytest.raises(ValueError, match="whole numbers"):
+        validate_training_data(spec, np.ones((3, 2)), np.array([0.5, 1, 2]))
+    bce = NetworkSpec((2, 1), ("sigmoid",), loss="binary_crossentropy")
+    with pytest.raises(ValueError, match=r"targets in \[0, 1\]"):
+        validate_training_data(bce, np.ones((3, 2)), np.array([0.0, 2.0, 1.0]))
+    poisson = NetworkSpec((2, 1), ("exp",), loss="poisson")
+    with pytest.raises(ValueError, match="y >= 0"):
+        validate_training_data(poisson, np.ones((3, 2)), np.array([0.0, -2.0, 1.0]))
+
+
+@pytest.mark.parametrize("batch_size,error", [(0, ValueError), (-3, ValueError),
+                                              (2.5, TypeError), (True, TypeError)])
+def test_bad_batch_size(device, batch_size, error):
+    spec = NetworkSpec((2, 1), ("identity",))
+    net = make_network(spec, device=device)
+    with pytest.raises(error, match="batch_size"):
+        net.train_epoch(np.ones((3, 2)), np.ones((3, 1)), batch_size=batch_size)
+
+
+def test_engine_checks_shapes_and_indices_before_touching_memory(device):
+    spec = NetworkSpec((2, 3), ("softmax",), loss="categorical_crossentropy")
+    net = make_network(spec, device=device)
+    X = np.ones((4, 2))
+    with pytest.raises(ValueError, match="class labels"):
+        net.train_epoch(X, np.array([0, 1, 2, 7]), batch_size=2)
+    with pytest.raises(ValueError, match="order holds indices"):
+        net.train_epoch(X, np.array([0, 1, 2, 1]), batch_size=2, order=np.array([0, 1, 2, 9]))
+    with pytest.raises(ValueError, match="features per row"):
+        net.forward(np.ones((4, 5)))
+    with pytest.raises(ValueError, match="y has shape"):
+        net.loss_and_grad(X, np.ones((4, 2)))
+    with pytest.raises(ValueError, match="expected 9 parameters"):
+        net.set_params(np.ones(3))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(layer_sizes=(3,), activations=()), "at least an input"),
+    (dict(layer_sizes=(3, 0), activations=("relu",)), "positive integer"),
+    (dict(layer_sizes=(3, 2), activations=("swish",)), "activation='swish'"),
+    (dict(layer_sizes=(3, 2), activations=("relu", "relu")), "one per layer"),
+    (dict(layer_sizes=(3, 2), activations=("relu",), loss="hinge"), "loss='hinge'"),
+    (dict(layer_sizes=(3, 2), activations=("relu",), loss="categorical_crossentropy"),
+     "needs a 'softmax' output"),
+    (dict(layer_sizes=(3, 2), activations=("softmax",), dtype="float16"), "dtype"),
+    (dict(layer_sizes=(3, 4, 2), activations=("relu", "identity"), dropout=(0.5, 0.5)),
+     "output layer"),
+    (dict(layer_sizes=(3, 4, 2), activations=("relu", "identity"), dropout=1.0), r"\[0, 1\)"),
+    (dict(layer_sizes=(3, 2), activations=("relu",), l2=-1.0), "l2="),
+])
+def test_bad_network_spec(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NetworkSpec(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(kind="lbfgs"), "optimizer 'lbfgs'"), (dict(learning_rate=0.0), "learning_rate"),
+    (dict(learning_rate=float("nan")), "learning_rate"), (dict(momentum=1.0), "momentum"),
+    (dict(beta_2=1.5), "beta_2"), (dict(clipnorm=0.0), "clipnorm"),
+    (dict(schedule="cosine"), "schedule"), (dict(decay_steps=0), "decay_steps")])
+def test_bad_optimizer_spec(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        OptimizerSpec(**kwargs)
+
+
+# ---- divergence, slices, state ----------------------------------------------------------------
+def test_divergence_is_detected_and_the_bad_update_not_applied(device, rng):
+    spec = NetworkSpec((3, 8, 1), ("relu", "exp"), loss="poisson")
+    net = make_network(spec, OptimizerSpec("sgd", 1e6), device=device)
+    net.set_params(init_params(spec, seed=0))
+    X, Y, _ = validate_training_data(spec, rng.normal(size=(64, 3)) * 10,
+                                     rng.poisson(3.0, (64, 1)))
+    with np.errstate(all="ignore"):
+        loss = net.train_epoch(X, Y, batch_size=4)
+    assert np.isnan(loss) and net.diverged
+    done, n = net.epoch_progress
+    assert done < n
+
+
+def test_run_steps_in_slices_equals_whole_epoch(device, rng):
+    spec, X, y = _classification(rng)
+    Xc, Yc, _ = validate_training_data(spec, X, y)
+    whole = make_network(spec, OptimizerSpec("adam", 0.01), device=device)
+    whole.set_params(init_params(spec, seed=1))
+    loss_whole = whole.train_epoch(Xc, Yc, batch_size=10, shuffle=True, seed=4)
+    sliced = make_network(spec, OptimizerSpec("adam", 0.01), device=device)
+    sliced.set_params(init_params(spec, seed=1))
+    sliced.start_epoch(Xc, Yc, batch_size=10, shuffle=True, seed=4)
+    counts = []
+    while True:
+        k = sliced.run_steps(3)
+        if not k:
+            break
+        counts.append(k)
+        assert sliced.epoch_progress[0] == min(sum(counts) * 10, 103)
+    assert counts == [3, 3, 3, 2]
+    assert sliced.finish_epoch() == pytest.approx(loss_whole, rel=1e-14)
+    np.testing.assert_array_equal(sliced.get_params(), whole.get_params())
+
+
+def test_optimizer_state_round_trip_continues_identically(device, rng):
+    spec, X, y = _classification(rng)
+    Xc, Yc, _ = validate_training_data(spec, X, y)
+    opt = OptimizerSpec("adam", 0.01)
+    straight = make_network(spec, opt, device=device)
+    straight.set_params(init_params(spec, seed=2))
+    for e in range(2):
+        straight.train_epoch(Xc, Yc, batch_size=16, epoch=e)
+    first = make_network(spec, opt, device=device)
+    first.set_params(init_params(spec, seed=2))
+    first.train_epoch(Xc, Yc, batch_size=16)
+    resumed = make_network(spec, opt, device=device)
+    resumed.set_params(first.get_params())
+    resumed.set_optimizer_state(first.get_optimizer_state())
+    resumed.train_epoch(Xc, Yc, batch_size=16, epoch=1)
+    np.testing.assert_array_equal(resumed.get_params(), straight.get_params())
+    with pytest.raises(ValueError, match="buffers"):
+        resumed.set_optimizer_state({"step": 1, "slots": []})
+
+
+def test_learning_rate_schedule_and_set_learning_rate(device):
+    opt = OptimizerSpec("sgd", 0.1, schedule="exponential", decay_rate=0.5, decay_steps=2)
+    assert opt.learning_rate_at(0) == 0.1
+    assert opt.learning_rate_at(2) == pytest.approx(0.05)
+    assert opt.with_changes(staircase=True).learning_rate_at(3) == pytest.approx(0.05)
+    inv = OptimizerSpec("sgd", 0.1, schedule="inverse_time", decay_rate=1.0, decay_steps=1)
+    assert inv.learning_rate_at(3) == pytest.approx(0.025)
+    spec = NetworkSpec((2, 1), ("identity",))
+    net = make_network(spec, opt, device=device)
+    net.train_epoch(np.ones((8, 2)), np.ones((8, 1)), batch_size=2)
+    assert net.step == 4 and net.current_learning_rate == pytest.approx(0.025)
+    net.set_learning_rate(1.0)
+    assert net.current_learning_rate == pytest.approx(0.25)
+
+
+def test_full_batch_larger_than_the_workspace(rng):
+    # 5000 rows > the 4096-row chunks: the chunked loss/gradient equal the reference
+    spec = NetworkSpec((3, 7, 2), ("tanh", "softmax"), loss="categorical_crossentropy",
+                       l2=0.01)
+    X, y = rng.normal(size=(5000, 3)), rng.integers(0, 2, 5000)
+    sw = rng.uniform(0.5, 2, 5000)
+    out = []
+    for device in ("cpu", "numpy"):
+        net = make_network(spec, device=device)
+        net.set_params(init_params(spec, seed=0))
+        out.append((net.loss_and_grad(X, y, sw), net.forward(X)))
+    (l1, g1), f1 = out[0]
+    (l2, g2), f2 = out[1]
+    assert l1 == pytest.approx(l2, rel=1e-12)
+    np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(f1, f2, rtol=1e-12)
+
+
+def test_views_and_set_weights(device, rng):
+    spec = NetworkSpec((3, 4, 2), ("relu", "identity"), use_bias=(True, False))
+    net = make_network(spec, device=device)
+    coefs = [rng.normal(size=(3, 4)), rng.normal(size=(4, 2))]
+    net.set_weights(coefs, [np.arange(4.0), None])
+    np.testing.assert_array_equal(net.coefs[1], coefs[1])
+    assert net.intercepts[1] is None
+    np.testing.assert_array_equal(net.intercepts[0], np.arange(4.0))
+    with pytest.raises(ValueError, match="expected"):
+        net.set_weights([np.ones((3, 3)), coefs[1]], [np.zeros(4), None])
+
+
+# ---- devices and threads ------------------------------------------------------------------------
+def test_device_selection(monkeypatch):
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("NumPy") == "numpy"
+    assert resolve_device("auto") in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="device='tpu' is not known"):
+        resolve_device("tpu")
+    with pytest.raises(TypeError, match="device must be a string"):
+        resolve_device(3)
+    monkeypatch.setenv("FASTMLP_DEVICE", "numpy")
+    assert resolve_device(None) == "numpy"
+    if not fastmlp.HAS_CUPY:
+        with pytest.raises(RuntimeError, match="device='cuda' is unavailable"):
+            resolve_device("cuda")
+
+
+def test_thread_settings(monkeypatch):
+    from fastmlp._threads import available_cpus, resolve_n_threads
+    assert resolve_n_threads(3) == 3
+    assert resolve_n_threads(-1) == available_cpus()
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match="n_threads"):
+            resolve_n_threads(bad)
+    with pytest.raises(TypeError, match="n_threads"):
+        resolve_n_threads("2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    fastmlp.set_num_threads(None)
+    assert fastmlp.get_num_threads() == 1
+    fastmlp.set_num_threads(2)
+    try:
+        assert fastmlp.get_num_threads() == 2
+        net = make_network(NetworkSpec((2, 1), ("identity",)), device="cpu")
+        assert net.n_threads == 2
+    finally:
+        fastmlp.set_num_threads(None)
