@@ -1,6 +1,5 @@
 """The engine's contract: CPU engine == NumPy reference, determinism, threads, input
 handling, bad input, divergence, slices, state, schedules, device selection."""
-import os
 
 import numpy as np
 import pytest

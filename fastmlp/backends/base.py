@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
