@@ -1,0 +1,408 @@
+"""The `fastmlp` command: argument handling, data files, errors, and short end-to-end
+runs of demo / train / predict / info (in-process through ``main(argv)``)."""
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import cli, datasets
+from fastmlp.cli import main, read_csv, read_npz
+
+
+
+
+DEVICE = "cpu"
+
+
+def run(argv, capsys):
+    """``main(argv)`` -> (exit status, stdout, stderr)."""
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def number_after(text, marker):
+    """The number printed after ``marker`` (and an optional ``...:``) in ``text``."""
+    match = re.search(re.escape(marker) + r"[^:\n]*:\s*([-+0-9.eE]+)", text)
+    assert match, f"{marker!r} not found in output:\n{text}"
+    return float(match.group(1))
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        if header:
+            writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def iris_csv(tmp_path):
+    """Iris as a CSV with a text label column in the middle."""
+    X, y, names = datasets.load_iris(return_class_names=True)
+    rows = [[*x[:2], names[t], *x[2:]] for x, t in zip(X, y)]
+    return write_csv(tmp_path / "iris.csv",
+                     ["sepal_length", "sepal_width", "species", "petal_length",
+                      "petal_width"], rows)
+
+
+# ------------------------------------------------------------------- help, usage
+@pytest.mark.parametrize("command", [[], ["demo"], ["train"], ["predict"], ["info"]])
+def test_help_everywhere(command, capsys):
+    status, out, _ = run(command + ["--help"], capsys)
+    assert status == 0
+    assert out.startswith("usage: fastmlp")
+    assert "--help" in out
+
+
+def test_top_level_help_lists_subcommands(capsys):
+    _, out, _ = run(["--help"], capsys)
+    for name in ("demo", "train", "predict", "info"):
+        assert name in out
+
+
+def test_version(capsys):
+    status, out, _ = run(["--version"], capsys)
+    assert status == 0 and out.strip() == f"fastmlp {fastmlp.__version__}"
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    status, out, _ = run([], capsys)
+    assert status == 2 and "usage: fastmlp" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "iris", "--bogus"], "unrecognized arguments: --bogus"),
+    (["frobnicate"], "invalid choice"),
+    (["train", "iris", "--epochs", "0"], "expected a positive integer"),
+    (["train", "iris", "--validation-split", "1.5"], "expected a number in [0, 1)"),
+    (["train", "iris", "--hidden", "ten"], "layer widths"),
+    (["train", "iris", "--optimizer", "lion"], "invalid choice"),
+    (["train", "iris", "--lr", "-1"], "positive number"),
+    (["predict", "model.npz"], "required: data"),
+])
+def test_usage_errors_exit_2_without_traceback(argv, message, capsys):
+    status, _, err = run(argv, capsys)
+    assert status == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_hidden_sizes_parsing():
+    assert cli._hidden_sizes("100") == (100,)
+    assert cli._hidden_sizes("128,64") == (128, 64)
+    assert cli._hidden_sizes("500x500") == (500, 500)
+    assert cli._hidden_sizes("none") == ()
+
+
+# --------------------------------------------------------------- errors on data
+def test_train_missing_file(tmp_path, capsys):
+    status, _, err = run(["train", tmp_path / "absent.csv", "--device", DEVICE], capsys)
+    assert status == 2
+    assert "absent.csv: no such file" in err and "built-in data sets" in err
+    assert "Traceback" not in err
+
+
+def test_train_unknown_label_column_lists_columns(iris_csv, capsys):
+    status, _, err = run(["train", iris_csv, "--label-column", "kind",
+                          "--device", DEVICE], capsys)
+    assert status == 2
+    assert "no column named 'kind'" in err and "'species'" in err
+
+
+def test_train_label_index_out_of_range(iris_csv, capsys):
+    status, _, err = run(["train", iris_csv, "--label-column", "7",
+                          "--device", DEVICE], capsys)
+    assert status == 2 and "out of range" in err
+
+
+def test_label_name_without_header_row(tmp_path, capsys):
+    path = write_csv(tmp_path / "plain.csv", None, [[1, 2, 0], [3, 4, 1]])
+    status, _, err = run(["train", path, "--label-column", "label", "--device", DEVICE],
+                         capsys)
+    assert status == 2 and "no header row" in err and "0-2" in err
+
+
+def test_train_text_feature_names_column_and_line(iris_csv, capsys):
+    # the default label column is the last one, so "species" is read as a feature
+    status, _, err = run(["train", iris_csv, "--device", DEVICE], capsys)
+    assert status == 2
+    assert "line 2" in err and "'species'" in err and "--label-column" in err
+
+
+def test_train_unsupported_file_type(tmp_path, capsys):
+    path = tmp_path / "data.parquet"
+    path.write_bytes(b"PAR1")
+    status, _, err = run(["train", path, "--device", DEVICE], capsys)
+    assert status == 2 and "unsupported file type '.parquet'" in err
+
+
+def test_train_corrupt_npz(tmp_path, capsys):
+    path = tmp_path / "data.npz"
+    path.write_bytes(b"garbage")
+    status, _, err = run(["train", path, "--device", DEVICE], capsys)
+    assert status == 2 and "not a readable .npz" in err
+
+
+def test_train_single_class(tmp_path, capsys):
+    path = write_csv(tmp_path / "one.csv", ["a", "label"], [[1, 0], [2, 0], [3, 0]])
+    status, _, err = run(["train", path, "--device", DEVICE], capsys)
+    assert status == 2 and "single class" in err
+
+
+def test_train_unavailable_device_is_a_clear_error(capsys, monkeypatch):
+    monkeypatch.setattr(fastmlp.backends, "HAS_CUPY", False)
+    status, _, err = run(["train", "iris", "--device", "cuda"], capsys)
+    assert status == 2 and "cuda" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", [b"not a zip", b""])
+def test_predict_corrupt_model(tmp_path, iris_csv, capsys, content):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(content)
+    status, _, err = run(["predict", bad, iris_csv, "--device", DEVICE], capsys)
+    assert status == 2 and "bad.npz" in err and "Traceback" not in err
+
+
+def test_predict_missing_model(tmp_path, iris_csv, capsys):
+    status, _, err = run(["predict", tmp_path / "none.npz", iris_csv], capsys)
+    assert status == 2 and "no such model file" in err
+
+
+# ------------------------------------------------------------------ file readers
+def test_read_csv_header_label_by_name_and_text_labels(iris_csv):
+    X, y, names, label = read_csv(iris_csv, "species")
+    assert X.shape == (150, 4) and X.dtype == np.float64
+    assert names == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    assert label == "species" and set(y) == {"setosa", "versicolor", "virginica"}
+
+
+def test_read_csv_without_header_label_by_negative_index(tmp_path):
+    path = write_csv(tmp_path / "plain.csv", None, [[1.5, 2, 0], [3, 4.25, 1]])
+    X, y, names, label = read_csv(path, "-1")
+    np.testing.assert_array_equal(X, [[1.5, 2], [3, 4.25]])
+    assert y.dtype == np.int64 and y.tolist() == [0, 1]
+    assert names == ["x0", "x1"] and label == "x2"
+
+
+def test_read_csv_default_label_column_named_label(tmp_path):
+    path = write_csv(tmp_path / "l.csv", ["label", "a", "b"], [[1, 0.5, 2], [0, 1, 3]])
+    X, y, names, label = read_csv(path)
+    assert label == "label" and y.tolist() == [1, 0] and names == ["a", "b"]
+
+
+def test_read_csv_float_labels_stay_float(tmp_path):
+    path = write_csv(tmp_path / "r.csv", ["a", "y"], [[1, 0.5], [2, 1.25]])
+    _, y, _, _ = read_csv(path)
+    assert y.dtype == np.float64 and y.tolist() == [0.5, 1.25]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([[1, 2, 0], [3, "", 1]], "is empty"),
+    ([[1, 2, 0], [3, 4]], "2 fields; expected 3"),
+])
+def test_read_csv_bad_rows(tmp_path, rows, message):
+    path = write_csv(tmp_path / "bad.csv", ["a", "b", "label"], rows)
+    with pytest.raises(cli.CLIError, match=message):
+        read_csv(path)
+
+
+def test_read_npz_layouts(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "xy.npz", X=rng.random((5, 3)), y=np.arange(5))
+    X, y, X_test, _ = read_npz(tmp_path / "xy.npz")
+    assert X.shape == (5, 3) and y.tolist() == list(range(5)) and X_test is None
+    np.savez(tmp_path / "keras.npz", x_train=np.zeros((4, 2, 2), np.uint8),
+             y_train=np.arange(4), x_test=np.zeros((3, 2, 2), np.uint8),
+             y_test=np.arange(3))
+    X, y, X_test, y_test = read_npz(tmp_path / "keras.npz")
+    assert X.shape == (4, 4) and X_test.shape == (3, 4) and y_test.tolist() == [0, 1, 2]
+    np.savez(tmp_path / "other.npz", features=np.zeros((2, 2)))
+    with pytest.raises(cli.CLIError, match=r"found arrays \['features'\]"):
+        read_npz(tmp_path / "other.npz")
+
+
+# --------------------------------------------------------------------------- info
+def test_info_text(capsys):
+    status, out, _ = run(["info"], capsys)
+    assert status == 0
+    assert out.startswith(f"fastmlp {fastmlp.__version__}")
+    for part in ("numpy", "CPU engine:", "OpenMP:", "threads:", "BLAS:", "CPU:", "GPU:"):
+        assert part in out
+
+
+def test_info_json(capsys):
+    status, out, _ = run(["info", "--json"], capsys)
+    info = json.loads(out)
+    assert status == 0 and info["fastmlp"] == fastmlp.__version__
+    assert info["threads"]["default_n_threads"] >= 1
+    assert isinstance(info["blas"], list) and info["blas"], "numpy's BLAS is not listed"
+    assert {"num_threads", "internal_api"} <= set(info["blas"][0])
+    assert info["gpu"]["has_cupy"] == fastmlp.HAS_CUPY
+    if not fastmlp.HAS_CUPY:
+        assert info["gpu"]["reason"]
+
+
+def test_info_without_threadpoolctl_or_cpu_engine(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)        # import fails
+    monkeypatch.setitem(sys.modules, "fastmlp.backends.cpu", None)
+    status, out, _ = run(["info"], capsys)
+    assert status == 0
+    assert "threadpoolctl is not installed" in out
+    assert "CPU engine: not built" in out and "OpenMP: unknown" in out
+
+
+# ------------------------------------------------------- train / predict / demo
+def test_train_and_predict_csv_with_text_labels(iris_csv, tmp_path, capsys):
+    model_path = tmp_path / "species.npz"
+    status, out, err = run(["train", iris_csv, "--label-column", "species",
+                            "--hidden", "16", "--epochs", "40", "--batch-size", "16",
+                            "--lr", "0.01",
+                            "--test-size", "0.2", "--device", DEVICE, "--verbose", "0",
+                            "-o", model_path], capsys)
+    assert status == 0, err
+    assert model_path.is_file() and "test accuracy" in out
+    test_accuracy = number_after(out, "test accuracy on 30 rows")
+    assert test_accuracy >= 0.85
+
+    predictions = tmp_path / "pred.csv"
+    status, out, err = run(["predict", model_path, iris_csv, "--label-column", "species",
+                            "--proba", "-o", predictions, "--device", DEVICE], capsys)
+    assert status == 0, err
+    with open(predictions) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["prediction", "proba_setosa", "proba_versicolor",
+                       "proba_virginica"]
+    assert len(rows) == 151
+    labels = [r[0] for r in rows[1:]]
+    assert set(labels) <= {"setosa", "versicolor", "virginica"}
+    assert labels[0] == "setosa"
+    np.testing.assert_allclose([sum(map(float, r[1:])) for r in rows[1:]], 1.0, atol=1e-4)
+    accuracy = number_after(out, "accuracy against the labels")
+    assert accuracy >= 0.85
+
+
+def test_predict_wrong_width_suggests_label_column(iris_csv, tmp_path, capsys):
+    model_path = tmp_path / "m.npz"
+    assert run(["train", iris_csv, "--label-column", "species", "--epochs", "1",
+                "--device", DEVICE, "-q", "-o", model_path], capsys)[0] == 0
+    # the training file's label column is left out without being named again
+    status, out, err = run(["predict", model_path, iris_csv, "--device", DEVICE,
+                            "-o", tmp_path / "p.csv"], capsys)
+    assert status == 0, err
+    assert "accuracy against the labels" in out
+    X, y = datasets.load_iris()
+    other = write_csv(tmp_path / "other.csv", ["a", "b", "c", "d", "kind"],
+                      np.column_stack([X, y]).tolist())
+    status, _, err = run(["predict", model_path, other, "--device", DEVICE,
+                          "-o", tmp_path / "p.csv"], capsys)
+    assert status == 2
+    assert "5 features; the model expects 4" in err and "--label-column" in err
+
+
+def test_train_builtin_with_early_stopping_and_npy_predictions(tmp_path, capsys):
+    model_path = tmp_path / "bc.npz"
+    status, out, err = run(["train", "breast_cancer", "--hidden", "8",
+                            "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9",
+                            "--nesterov", "--epochs", "30", "--early-stopping", "3",
+                            "--seed", "1", "--device", DEVICE, "--verbose", "2",
+                            "-o", model_path], capsys)
+    assert status == 0, err
+    assert "holding out the last 10%" in out and "val_loss" in out
+    assert number_after(out, "test accuracy on") >= 0.9
+
+    X, y = datasets.load_breast_cancer()
+    np.savez(tmp_path / "bc_data.npz", X=X)
+    out_path = tmp_path / "proba.npy"
+    status, _, err = run(["predict", model_path, tmp_path / "bc_data.npz", "--proba",
+                          "-o", out_path, "--device", DEVICE, "-q"], capsys)
+    assert status == 0, err
+    proba = np.load(out_path)
+    assert proba.shape == (569, 2)
+    assert np.mean(np.argmax(proba, axis=1) == y) >= 0.9   # raw features: scaling folded in
+
+
+def test_train_regression_csv(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) * [1, 10, 100]
+    target = X @ [1.0, 0.1, 0.01] + 0.5
+    path = write_csv(tmp_path / "reg.csv", ["a", "b", "c", "target"],
+                     np.column_stack([X, target]).tolist())
+    model_path = tmp_path / "reg.npz"
+    status, out, err = run(["train", path, "--task", "regression", "--hidden", "none",
+                            "--epochs", "60", "--lr", "0.05", "--test-size", "0.2",
+                            "--device", DEVICE, "--verbose", "0", "-o", model_path], capsys)
+    assert status == 0, err
+    assert number_after(out, "test mse on 60 rows") < 0.05
+    status, _, err = run(["predict", model_path, path, "--label-column", "target",
+                          "-o", tmp_path / "r.npy", "--device", DEVICE, "-q"], capsys)
+    assert status == 0, err
+    np.testing.assert_allclose(np.load(tmp_path / "r.npy").ravel(), target, atol=0.5)
+
+
+def test_demo_on_digits(capsys):
+    status, out, err = run(["demo", "--dataset", "digits", "--epochs", "15",
+                            "--device", DEVICE, "--verbose", "0"], capsys)
+    assert status == 0, err
+    assert "digits" in out and "test accuracy" in out
+    rows = {line[:30].strip(): line[30:].split() for line in out.splitlines()
+            if line.startswith(("fastmlp.Model", "fastmlp.MLPClassifier", "sklearn"))
+            and "fit" not in line}
+    assert "sklearn MLPClassifier" in rows and "fastmlp.Model (Keras-style)" in rows
+    for name, fields in rows.items():
+        assert float(fields[0]) >= 0.85, name   # test accuracy after 15 epochs
+
+
+def test_demo_reads_an_mnist_file(tmp_path, capsys):
+    # a tiny file in the MNIST layout: each class is one bright 7x7 block
+    rng = np.random.default_rng(0)
+
+    def images(labels):
+        x = rng.integers(0, 40, (len(labels), 28, 28), dtype=np.uint8)
+        for i, label in enumerate(labels):
+            row, col = divmod(int(label), 4)
+            x[i, 7 * row:7 * row + 7, 7 * col:7 * col + 7] = 255
+        return x
+    y_train, y_test = np.arange(300) % 10, np.arange(100) % 10
+    np.savez(tmp_path / "mnist.npz", x_train=images(y_train),
+             y_train=y_train.astype(np.uint8),
+             x_test=images(y_test), y_test=y_test.astype(np.uint8))
+    status, out, err = run(["demo", "--mnist", tmp_path / "mnist.npz", "--epochs", "20",
+                            "--hidden", "16", "--batch-size", "50", "--no-sklearn",
+                            "--device", DEVICE, "--verbose", "0"], capsys)
+    assert status == 0, err
+    assert "MNIST: 300 training and 100 test rows, 784 features" in out
+    assert "sklearn MLPClassifier" not in out.split("test accuracy")[1]
+    line = next(text for text in out.splitlines()
+                if text.startswith("fastmlp.Model (Keras"))
+    assert float(line[30:].split()[0]) >= 0.9
+
+
+def test_demo_mnist_missing_file_is_clear(tmp_path, capsys):
+    status, _, err = run(["demo", "--dataset", "mnist", "--mnist", tmp_path / "no.npz",
+                          "--device", DEVICE], capsys)
+    assert status == 2 and "MNIST file not found" in err
+
+
+# ----------------------------------------------------------------- python -m fastmlp
+def test_python_m_fastmlp_subprocess(tmp_path):
+    env = dict(os.environ)
+    root = str(Path(fastmlp.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-m", "fastmlp", "--help"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "usage: fastmlp" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "fastmlp", "train",
+                           str(tmp_path / "missing.csv")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "missing.csv: no such file" in done.stderr and "Traceback" not in done.stderr
