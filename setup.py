@@ -76,7 +76,7 @@ class BuildExt(build_ext):
                 ext.extra_compile_args = ["/O2"]
             else:
                 ext.extra_compile_args = ["-O3", "-std=c99", "-fno-strict-aliasing",
-                                          "-Wno-unused-function", "-Wno-unknown-pragmas"]
+                                          "-Wno-unused-function", "-Wno-unknown-pragmas", "-Wno-psabi"]
             if omp is not None:
                 ext.extra_compile_args += omp[0]
                 ext.extra_link_args = list(ext.extra_link_args or []) + omp[1]

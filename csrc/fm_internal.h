@@ -23,8 +23,10 @@
  * the loader pick (GCC function multiversioning, x86-64 Linux only). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(FASTMLP_NO_MULTIVERSION)
-/* clones are chosen by CPU *features* (an "arch=" clone would need that exact CPU model) */
-#define FM_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+/* clones for the x86-64 feature levels v4 (AVX-512) and v3 (AVX2 + FMA), chosen at load
+ * time by CPU features (a CPU-model clone such as "arch=haswell" would need that model) */
+#define FM_MULTIVERSION \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FM_MULTIVERSION
 #endif

@@ -51,5 +51,10 @@ cdef extern from "fastmlp.h" nogil:
     void gemm_nt_small_f32(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C)
     void gemm_nt_small_f64(int64_t M, int64_t N, int64_t K, const double *A, const double *B, double *C)
 
+    int dense_forward_small_f32(int64_t M, int64_t N, int64_t K, const float *A, const float *W, const float *bias, int act, float *out)
+    int dense_forward_small_f64(int64_t M, int64_t N, int64_t K, const double *A, const double *W, const double *bias, int act, double *out)
+    int column_sums_small_f32(int64_t B, int64_t n, const float *dZ, float *db, int accumulate)
+    int column_sums_small_f64(int64_t B, int64_t n, const double *dZ, double *db, int accumulate)
+
     void gather_rows_f32(int64_t B, int64_t d, const float *X, const int64_t *idx, float *out)
     void gather_rows_f64(int64_t B, int64_t d, const double *X, const int64_t *idx, double *out)

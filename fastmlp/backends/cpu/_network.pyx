@@ -23,6 +23,10 @@ from ._kernels cimport *
 # Products with m * n * k at or below this go to the small-matrix C kernels:
 # a BLAS call costs more than the arithmetic there (measured: benchmarks/RESULTS.md).
 cdef int64_t SMALL_GEMM_WORK = 32768
+# Zeroed elements left after every buffer handed to the small kernels: they read rows as
+# whole vectors, up to 16 elements past a buffer's end (csrc/gemm_small_impl.inc).
+cdef enum:
+    FASTMLP_SLACK = 32
 
 ACTIVATION_CODES = {"identity": FM_IDENTITY, "relu": FM_RELU, "sigmoid": FM_SIGMOID,
                     "tanh": FM_TANH, "softmax": FM_SOFTMAX, "leaky_relu": FM_LEAKY_RELU,
@@ -31,6 +35,15 @@ LOSS_CODES = {"squared_error": FM_SQUARED_ERROR, "binary_crossentropy": FM_BINAR
               "categorical_crossentropy": FM_CATEGORICAL_CE, "poisson": FM_POISSON}
 OPTIMIZER_CODES = {"sgd": 0, "adam": 1, "rmsprop": 2, "adagrad": 3}
 SCHEDULE_CODES = {"constant": 0, "exponential": 1, "inverse_time": 2}
+
+
+def set_small_gemm_work(int64_t work):
+    """Set the m*n*k at or below which products use the small C kernels instead of BLAS
+    (for benchmarks and tests; returns the previous value)."""
+    global SMALL_GEMM_WORK
+    previous = SMALL_GEMM_WORK
+    SMALL_GEMM_WORK = work
+    return previous
 
 
 def openmp_enabled():
@@ -146,25 +159,41 @@ cdef void forward_batch(NetC *s, const floating *x, int64_t b, bint training,
     cdef floating *z
     cdef floating *a
     cdef const floating *bias
-    cdef int l
+    cdef int l, done
     for l in range(s.n_layers):
         L = &s.layers[l]
         inp = layer_input(s, l, x, training)
         a = ws + L.a_off
         z = ws + L.z_off if L.z_off >= 0 else a
         bias = params + L.b_off if L.b_off >= 0 else NULL
-        mm_nn(b, L.fan_out, L.fan_in, inp, params + L.w_off, z)
-        if z != a and bias != NULL:
-            # Z is kept (gelu, output layer): it must hold the true pre-activation
+        if b * L.fan_out * L.fan_in <= SMALL_GEMM_WORK:
+            # narrow layers: product, bias and (for relu-like) activation in one pass
             if floating is float:
-                bias_act_forward_f32(b, L.fan_out, z, bias, FM_IDENTITY, z, s.n_threads)
+                done = dense_forward_small_f32(b, L.fan_out, L.fan_in, inp, params + L.w_off,
+                                               bias, L.act if z == a else FM_IDENTITY, z)
             else:
-                bias_act_forward_f64(b, L.fan_out, z, bias, FM_IDENTITY, z, s.n_threads)
-            bias = NULL
-        if floating is float:
-            bias_act_forward_f32(b, L.fan_out, z, bias, L.act, a, s.n_threads)
+                done = dense_forward_small_f64(b, L.fan_out, L.fan_in, inp, params + L.w_off,
+                                               bias, L.act if z == a else FM_IDENTITY, z)
+            if done:
+                # z holds the biased pre-activation (and, when z is a, the activation too)
+                bias = NULL
+            else:
+                mm_nn(b, L.fan_out, L.fan_in, inp, params + L.w_off, z)
         else:
-            bias_act_forward_f64(b, L.fan_out, z, bias, L.act, a, s.n_threads)
+            done = 0
+            mm_nn(b, L.fan_out, L.fan_in, inp, params + L.w_off, z)
+        if not (done and z == a):
+            if z != a and bias != NULL:
+                # Z is kept (gelu, output layer): it must hold the true pre-activation
+                if floating is float:
+                    bias_act_forward_f32(b, L.fan_out, z, bias, FM_IDENTITY, z, s.n_threads)
+                else:
+                    bias_act_forward_f64(b, L.fan_out, z, bias, FM_IDENTITY, z, s.n_threads)
+                bias = NULL
+            if floating is float:
+                bias_act_forward_f32(b, L.fan_out, z, bias, L.act, a, s.n_threads)
+            else:
+                bias_act_forward_f64(b, L.fan_out, z, bias, L.act, a, s.n_threads)
         if L.d_off >= 0 and training:
             if floating is float:
                 dropout_forward_f32(b, L.fan_out, L.rate, fm_dropout_stream(s.seed, s.step, l),
@@ -234,9 +263,13 @@ cdef double backward_batch(NetC *s, const floating *x, int64_t b, double norm,
                     L.l2 * pen_scale, L.l1 * pen_scale)
         if L.b_off >= 0:
             if floating is float:
-                column_sums_f32(b, L.fan_out, ws + L.g_off, grads + L.b_off, accumulate)
+                if not column_sums_small_f32(b, L.fan_out, ws + L.g_off, grads + L.b_off,
+                                             accumulate):
+                    column_sums_f32(b, L.fan_out, ws + L.g_off, grads + L.b_off, accumulate)
             else:
-                column_sums_f64(b, L.fan_out, ws + L.g_off, grads + L.b_off, accumulate)
+                if not column_sums_small_f64(b, L.fan_out, ws + L.g_off, grads + L.b_off,
+                                             accumulate):
+                    column_sums_f64(b, L.fan_out, ws + L.g_off, grads + L.b_off, accumulate)
         if l == 0:
             break  # no gradient with respect to the input is needed
         # dA_prev (b, fan_in) = dZ (b, fan_out) @ W^T
@@ -486,8 +519,8 @@ cdef class Engine:
         self.s.norm_by_weights = norm_by_weights
         self.s.penalty_per_sample = penalty_per_sample
         self.s.n_threads = n_threads
-        self._params = np.zeros(off, dtype=self.dtype)
-        self._grads = np.zeros(off, dtype=self.dtype)
+        self._params = np.zeros(off + FASTMLP_SLACK, dtype=self.dtype)[:off]
+        self._grads = np.zeros(off + FASTMLP_SLACK, dtype=self.dtype)[:off]
         self.s.params = <void *> <size_t> self._params.ctypes.data
         self.s.grads = <void *> <size_t> self._grads.ctypes.data
         self._slots = []
@@ -537,26 +570,26 @@ cdef class Engine:
         for l in range(self.s.n_layers):
             L = &self.s.layers[l]
             L.a_off = off
-            off += rows * L.fan_out
+            off += rows * L.fan_out + FASTMLP_SLACK
             L.g_off = off
-            off += rows * L.fan_out
+            off += rows * L.fan_out + FASTMLP_SLACK
             if L.act == FM_GELU or l == self.s.n_layers - 1:
                 L.z_off = off
-                off += rows * L.fan_out
+                off += rows * L.fan_out + FASTMLP_SLACK
             else:
                 L.z_off = -1
             if L.rate > 0:
                 L.d_off = off
-                off += rows * L.fan_out
+                off += rows * L.fan_out + FASTMLP_SLACK
             else:
                 L.d_off = -1
         self.s.xb_off = off
-        off += rows * self.s.n_features
+        off += rows * self.s.n_features + FASTMLP_SLACK
         self.s.yb_off = off
-        off += rows * self.s.n_outputs
+        off += rows * self.s.n_outputs + FASTMLP_SLACK
         self.s.wb_off = off
-        off += rows
-        self._ws = np.empty(off, dtype=self.dtype)
+        off += rows + FASTMLP_SLACK
+        self._ws = np.zeros(off, dtype=self.dtype)
         self._lb = np.empty(rows, dtype=np.int64)
         self.s.ws = <void *> <size_t> self._ws.ctypes.data
         self.s.lb = <int64_t *> <size_t> self._lb.ctypes.data
@@ -743,8 +776,13 @@ def kernel_small_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B):
         assert B.shape[1] == K
     else:
         raise ValueError(kind)
-    out = np.zeros((M, N), dtype=np.asarray(A).dtype)
+    # the kernels may write up to 16 elements past C's end and read past B's: slack
+    out_storage = np.zeros(M * N + FASTMLP_SLACK, dtype=np.asarray(A).dtype)
+    out = out_storage[:M * N].reshape(M, N)
     cdef floating[:, ::1] C = out
+    padded = np.zeros(B.shape[0] * B.shape[1] + FASTMLP_SLACK, dtype=out.dtype)
+    padded[:B.shape[0] * B.shape[1]] = np.asarray(B).ravel()
+    B = padded[:B.shape[0] * B.shape[1]].reshape(B.shape[0], B.shape[1])
     if floating is float:
         if kind == "nn":
             gemm_nn_small_f32(M, N, K, &A[0, 0], &B[0, 0], 0, &C[0, 0])
