@@ -1,0 +1,1 @@
+"""fastmlp's benchmarks: ``python -m benchmarks.report`` and ``pytest benchmarks/ --benchmark-only``."""

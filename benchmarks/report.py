@@ -1,0 +1,471 @@
+"""The benchmark report: every workload of issue 5, for every available system, measured
+side by side in ONE run on the same data, with this machine's float32 GEMM peak.
+
+    python -m benchmarks.report                 # print the table
+    python -m benchmarks.report --write         # ... and rewrite benchmarks/RESULTS.md
+    python -m benchmarks.report --quick         # smaller data, for a smoke test
+
+Systems: fastmlp (device="cpu"), the NumPy reference (device="numpy"), scikit-learn's
+MLPClassifier, and PyTorch (CPU) when installed (never a dependency of fastmlp).
+FLOPs of training count 6 x sum(fan_in x fan_out) per sample (forward 2, backward 4);
+prediction counts 2 x sum(fan_in x fan_out) per row.  Times are the best of a few
+repetitions (these machines are noisy); ratios compare runs made minutes apart at most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import os
+import platform
+import subprocess
+import sys
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+
+from fastmlp.backends import make_network, validate_training_data
+from fastmlp.backends.base import NetworkSpec, OptimizerSpec
+from fastmlp.backends.cpu import blas_threads
+from fastmlp.backends.cpu._blas import gemm_rowmajor
+from fastmlp.initializers import init_params
+
+MNIST_NET = (784, 500, 500, 10)
+IRIS_NET = (4, 10, 10, 3)
+
+
+def flops_per_sample(sizes, train=True):
+    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return (6 if train else 2) * macs
+
+
+def best_time(fn, repeats=3, warmup=1):
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+# ---- data ------------------------------------------------------------------------------------
+def mnist_like(n, rng):
+    """Real MNIST (pixels/255, float32) when a file is found, else random data of its shape."""
+    path = None
+    for cand in (os.environ.get("FASTMLP_DATA", ""),
+                 os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")):
+        if cand:
+            p = cand if cand.endswith(".npz") else os.path.join(cand, "mnist.npz")
+            if os.path.exists(p):
+                path = p
+                break
+    if path is not None:
+        with np.load(path) as f:
+            X = f["x_train"].reshape(-1, 784).astype(np.float32) / 255.0
+            y = f["y_train"].astype(np.int64)
+        X, y = X[:n], y[:n]
+        return np.ascontiguousarray(X), y, "MNIST"
+    X = rng.random((n, 784), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    return X, y, "random MNIST-shaped"
+
+
+# ---- systems -----------------------------------------------------------------------------------
+def fastmlp_epoch_fn(sizes, X, y, batch_size, device="cpu", n_threads=None, momentum=0.9):
+    spec = NetworkSpec(sizes, ("relu",) * (len(sizes) - 2) + ("softmax",),
+                       loss="categorical_crossentropy", dtype="float32",
+                       weight_normalization="n_samples", penalty_normalization="none")
+    net = make_network(spec, OptimizerSpec("sgd", 0.01, momentum=momentum), device=device,
+                       n_threads=n_threads)
+    net.set_params(init_params(spec, seed=0))
+    Xc, Yc, _ = validate_training_data(spec, X, y)
+    state = {"epoch": 0}
+
+    def run():
+        state["epoch"] += 1
+        net.train_epoch(Xc, Yc, batch_size=batch_size, shuffle=True, seed=0,
+                        epoch=state["epoch"])
+    return run, net
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+        return True
+    except Exception:
+        return False
+
+
+def torch_epoch_fn(sizes, X, y, batch_size, n_threads):
+    import torch
+    torch.set_num_threads(n_threads)
+    torch.manual_seed(0)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(0)
+    n = Xt.shape[0]
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def run():
+        perm = torch.randperm(n, generator=gen)
+        for lo in range(0, n, batch_size):
+            idx = perm[lo:lo + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(Xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+    return run, model
+
+
+def sklearn_epoch_fn(sizes, X, y, batch_size, solver="sgd", momentum=0.9, alpha=0.0):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    def run():
+        clf = MLPClassifier(hidden_layer_sizes=sizes[1:-1], solver=solver, momentum=momentum,
+                            nesterovs_momentum=False, learning_rate_init=0.01 if solver == "sgd"
+                            else 0.001, batch_size=batch_size, max_iter=1, alpha=alpha,
+                            random_state=0, shuffle=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+    return run
+
+
+# ---- measurements --------------------------------------------------------------------------------
+def sgemm_peak(n_threads, size=2048):
+    rng = np.random.default_rng(0)
+    A = rng.random((size, size), dtype=np.float32)
+    B = rng.random((size, size), dtype=np.float32)
+    C = np.zeros((size, size), dtype=np.float32)
+    with blas_threads(n_threads):
+        t = best_time(lambda: gemm_rowmajor(False, False, 1.0, A, B, 0.0, C), repeats=5)
+    return 2 * size ** 3 / t / 1e9
+
+
+class Report:
+    def __init__(self):
+        self.rows = []
+        self.checks = []
+
+    def add(self, workload, system, seconds, steps=None, flops=None, peak=None, note=""):
+        self.rows.append(dict(workload=workload, system=system, seconds=seconds, steps=steps,
+                              gflops=None if flops is None else flops / seconds / 1e9,
+                              peak=peak, note=note))
+
+    def time_of(self, workload, system):
+        for r in self.rows:
+            if r["workload"] == workload and r["system"] == system:
+                return r["seconds"]
+        return None
+
+    def check(self, name, value, target, ok):
+        self.checks.append((name, value, target, ok))
+
+    def table(self):
+        lines = ["| workload | system | time / epoch or call | time / step | GFLOP/s | "
+                 "% of sgemm peak | fastmlp speed-up |",
+                 "|---|---|---:|---:|---:|---:|---:|"]
+        for r in self.rows:
+            base = self.time_of(r["workload"], "fastmlp")
+            step = "" if not r["steps"] else _fmt_time(r["seconds"] / r["steps"])
+            gf = "" if r["gflops"] is None else f"{r['gflops']:.1f}"
+            pk = "" if r["gflops"] is None or not r["peak"] else \
+                f"{100 * r['gflops'] / r['peak']:.0f}%"
+            ratio = "" if base is None or r["system"] == "fastmlp" else \
+                f"{r['seconds'] / base:.2f}x"
+            lines.append(f"| {r['workload']} | {r['system']}{r['note']} | "
+                         f"{_fmt_time(r['seconds'])} | {step} | {gf} | {pk} | {ratio} |")
+        return "\n".join(lines)
+
+    def check_table(self):
+        lines = ["| target | measured | wanted | met |", "|---|---|---|---|"]
+        for name, value, target, ok in self.checks:
+            lines.append(f"| {name} | {value} | {target} | {'yes' if ok else '**no**'} |")
+        return "\n".join(lines)
+
+
+def _fmt_time(s):
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.2f} us"
+
+
+def run_all(quick=False, repeats=3, n_threads=None):
+    from fastmlp._threads import available_cpus
+    n_threads = n_threads or available_cpus()
+    rng = np.random.default_rng(0)
+    rep = Report()
+    have_torch = torch_available()
+    peak = sgemm_peak(n_threads, size=1024 if quick else 2048)
+    rep.add("sgemm peak (2048^3)" if not quick else "sgemm peak (1024^3)", "scipy BLAS",
+            2 * (1024 if quick else 2048) ** 3 / peak / 1e9, flops=2 * (1024 if quick else 2048) ** 3,
+            peak=peak)
+    n_a = 2048 if quick else 16384
+    X, y, source = mnist_like(60000 if not quick else 4096, rng)
+    Xa, ya = X[:n_a], y[:n_a]
+    fl = flops_per_sample(MNIST_NET)
+
+    # (a) 784-500-500-10, SGD momentum 0.9, float32, batch 32/128/512 ----------------------------
+    for bs in (32, 128, 512):
+        wl = f"(a) 784-500-500-10 b{bs}"
+        steps = -(-n_a // bs)
+        run, _ = fastmlp_epoch_fn(MNIST_NET, Xa, ya, bs, n_threads=n_threads)
+        t_f = best_time(run, repeats)
+        rep.add(wl, "fastmlp", t_f, steps, fl * n_a, peak)
+        n_ref = n_a // 4
+        run, _ = fastmlp_epoch_fn(MNIST_NET, Xa[:n_ref], ya[:n_ref], bs, device="numpy",
+                                  n_threads=n_threads)
+        with blas_threads(n_threads):
+            t_np = best_time(run, 1) * n_a / n_ref
+        rep.add(wl, "NumPy reference", t_np, steps, fl * n_a, peak, " (scaled)")
+        if have_torch:
+            run, _ = torch_epoch_fn(MNIST_NET, Xa, ya, bs, n_threads)
+            t_t = best_time(run, repeats)
+            rep.add(wl, "PyTorch", t_t, steps, fl * n_a, peak)
+            want = {32: 2.5, 128: 1.3, 512: 1.25}[bs]
+            rep.check(f"(a) b{bs} vs PyTorch", f"{t_t / t_f:.2f}x", f">= {want}x",
+                      t_t / t_f >= want)
+        rep.check(f"(a) b{bs} vs NumPy reference", f"{t_np / t_f:.1f}x", ">= 3x",
+                  t_np / t_f >= 3)
+        if bs == 512:
+            frac = fl * n_a / t_f / 1e9 / peak
+            rep.check("(a) b512 fraction of sgemm peak", f"{100 * frac:.0f}%", ">= 90%",
+                      frac >= 0.9)
+
+    # (e) thread scaling on (a) b512 --------------------------------------------------------------
+    if n_threads >= 2:
+        run1, _ = fastmlp_epoch_fn(MNIST_NET, Xa, ya, 512, n_threads=1)
+        t1 = best_time(run1, repeats)
+        rep.add("(e) b512, 1 thread", "fastmlp", t1, -(-n_a // 512), fl * n_a, peak)
+        t2 = rep.time_of("(a) 784-500-500-10 b512", "fastmlp")
+        rep.check("(e) 2 threads vs 1 thread (b512)", f"{t1 / t2:.2f}x", ">= 1.7x",
+                  t1 / t2 >= 1.7)
+
+    # (b) iris-sized 4-10-10-3, batch 32: per-step overhead ---------------------------------------
+    n_b = 150 * (40 if quick else 400)
+    Xb = rng.normal(size=(n_b, 4)).astype(np.float32)
+    yb = rng.integers(0, 3, n_b)
+    steps_b = -(-n_b // 32)
+    run, _ = fastmlp_epoch_fn(IRIS_NET, Xb, yb, 32, n_threads=n_threads)
+    t_f = best_time(run, repeats)
+    rep.add("(b) 4-10-10-3 b32", "fastmlp", t_f, steps_b)
+    run, _ = fastmlp_epoch_fn(IRIS_NET, Xb[:4800], yb[:4800], 32, device="numpy")
+    rep.add("(b) 4-10-10-3 b32", "NumPy reference", best_time(run, 1) * n_b / 4800, steps_b,
+            note=" (scaled)")
+    t_s = best_time(sklearn_epoch_fn(IRIS_NET, Xb[:4800], yb[:4800], 32), 1) * n_b / 4800
+    rep.add("(b) 4-10-10-3 b32", "scikit-learn", t_s, steps_b, note=" (scaled)")
+    us = t_f / steps_b * 1e6
+    rep.check("(b) time per step", f"{us:.2f} us", "<= 3 us", us <= 3)
+    rep.check("(b) vs scikit-learn", f"{t_s / t_f:.0f}x", ">= 50x", t_s / t_f >= 50)
+    if have_torch:
+        run, _ = torch_epoch_fn(IRIS_NET, Xb[:4800], yb[:4800], 32, 1)
+        t_t = best_time(run, 1) * n_b / 4800
+        rep.add("(b) 4-10-10-3 b32", "PyTorch", t_t, steps_b, note=" (scaled, 1 thread)")
+        rep.check("(b) vs PyTorch", f"{t_t / t_f:.0f}x", ">= 100x", t_t / t_f >= 100)
+
+    # (c) scikit-learn's defaults on full MNIST: hidden 100, adam, batch 200 ---------------------------
+    n_c = X.shape[0]
+    t_c = time_fastmlp_sklearn_defaults(X, y, repeats)
+    rep.add(f"(c) sklearn defaults, {n_c} rows", "fastmlp", t_c[0], note=t_c[1])
+    t_sk = best_time(sklearn_epoch_fn((784, 100, 10), X, y, 200, solver="adam", momentum=0.9,
+                                      alpha=1e-4), 1 if not quick else 2)
+    rep.add(f"(c) sklearn defaults, {n_c} rows", "scikit-learn", t_sk)
+    rep.check("(c) vs scikit-learn per epoch", f"{t_sk / t_c[0]:.1f}x", ">= 4x",
+              t_sk / t_c[0] >= 4)
+
+    # (d) predict 10,000 rows of 784-500-500-10 ---------------------------------------------------------
+    n_d = 10000 if not quick else 2000
+    Xd = np.ascontiguousarray(X[:n_d]) if X.shape[0] >= n_d else \
+        rng.random((n_d, 784), dtype=np.float32)
+    _, net = fastmlp_epoch_fn(MNIST_NET, Xd[:64], y[:64], 64, n_threads=n_threads)
+    fl_d = flops_per_sample(MNIST_NET, train=False) * n_d
+    t_f = best_time(lambda: net.forward(Xd), repeats + 2)
+    rep.add(f"(d) predict {n_d} rows", "fastmlp", t_f, flops=fl_d, peak=peak)
+    frac = fl_d / t_f / 1e9 / peak
+    rep.check("(d) predict fraction of sgemm peak", f"{100 * frac:.0f}%", ">= 90%", frac >= 0.9)
+    if have_torch:
+        import torch
+        _, model = torch_epoch_fn(MNIST_NET, Xd[:64], y[:64].astype(np.int64), 64, n_threads)
+        Xt = torch.from_numpy(Xd)
+
+        def tpred():
+            with torch.no_grad():
+                torch.softmax(model(Xt), dim=1)
+        t_t = best_time(tpred, repeats + 2)
+        rep.add(f"(d) predict {n_d} rows", "PyTorch", t_t, flops=fl_d, peak=peak)
+        rep.check("(d) predict vs PyTorch", f"{t_t / t_f:.2f}x", ">= 1.05x", t_t / t_f >= 1.05)
+
+    # (f) peak memory of fit on full MNIST float32 ----------------------------------------------------
+    mem = peak_memory_of_fit(X, y)
+    rep.memory = mem
+    rep.check("(f) X (float32, C-contiguous) not copied", f"peak {mem['peak'] / 2**20:.1f} MiB "
+              f"vs X {mem['x_bytes'] / 2**20:.1f} MiB", "peak < size of X",
+              mem["peak"] < mem["x_bytes"])
+    rep.check("(f) peak extra memory within budget", f"{mem['peak'] / 2**20:.1f} MiB",
+              f"<= {mem['budget'] / 2**20:.1f} MiB (params x (2 + state) + workspaces + batch"
+              f" + targets)", mem["peak"] <= mem["budget"])
+    return rep, dict(peak=peak, source=source, n_threads=n_threads, have_torch=have_torch)
+
+
+def time_fastmlp_sklearn_defaults(X, y, repeats):
+    """One epoch of scikit-learn's defaults through fastmlp.MLPClassifier (the drop-in),
+    or through the engine with the same semantics when the front is unavailable."""
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+
+        from fastmlp import MLPClassifier
+
+        def run():
+            clf = MLPClassifier(max_iter=1, random_state=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clf.fit(X, y)
+        return best_time(run, repeats), " (MLPClassifier)"
+    except ImportError:
+        spec = NetworkSpec((784, 100, 10), ("relu", "softmax"), loss="categorical_crossentropy",
+                           dtype="float32", l2=0.5e-4)
+        net = make_network(spec, OptimizerSpec("adam", 1e-3, epsilon=1e-8))
+        net.set_params(init_params(spec, seed=0))
+        Xc, Yc, _ = validate_training_data(spec, X, y)
+        return best_time(lambda: net.train_epoch(Xc, Yc, batch_size=200, shuffle=True),
+                         repeats), " (engine)"
+
+
+def peak_memory_of_fit(X, y):
+    """tracemalloc peak (NumPy reports its buffers to it) of one epoch of fit."""
+    from fastmlp.backends.base import OptimizerSpec as _O  # noqa: F401
+    spec = NetworkSpec((784, 100, 10), ("relu", "softmax"), loss="categorical_crossentropy",
+                       dtype="float32")
+    params = spec.n_params * 4
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+
+        from fastmlp import MLPClassifier
+        clf = MLPClassifier(max_iter=1, random_state=0)
+        tracemalloc.start()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        what = "fastmlp.MLPClassifier(max_iter=1).fit"
+    except ImportError:
+        net = make_network(spec, OptimizerSpec("adam", 1e-3))
+        tracemalloc.start()
+        Xc, Yc, _ = validate_training_data(spec, X, y)
+        net.train_epoch(Xc, Yc, batch_size=200, shuffle=True)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        what = "engine epoch"
+    # budget: params, grads, 2 Adam slots; workspaces for 200 rows (and 4096-row chunks for
+    # the full-batch passes); one gathered batch; the targets as one-hot rows; a shuffled order
+    ws_rows = 4096
+    workspace = ws_rows * (2 * (100 + 10) + 10 + 784 + 10 + 1) * 4 + ws_rows * 8
+    targets = X.shape[0] * 10 * 4 + X.shape[0] * 8
+    budget = params * (2 + 2) + workspace + 200 * 784 * 4 + targets + X.shape[0] * 8
+    return dict(peak=peak, budget=budget, x_bytes=X.nbytes, what=what)
+
+
+def machine_description():
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    from fastmlp._threads import available_cpus
+    return f"{model}, {available_cpus()} CPUs available, {platform.system()} {platform.machine()}"
+
+
+def versions():
+    import scipy
+    import sklearn
+    v = f"Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}," \
+        f" scikit-learn {sklearn.__version__}"
+    if torch_available():
+        import torch
+        v += f", torch {torch.__version__}"
+    return v
+
+
+def git_commit():
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"],
+                                       cwd=os.path.dirname(__file__), text=True).strip()
+    except Exception:
+        return "unknown"
+
+
+def render(rep, info, command):
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    out = [
+        "# Benchmark results", "",
+        f"- machine: {machine_description()}",
+        f"- date: {now}",
+        f"- commit: {git_commit()}",
+        f"- command: `{command}`",
+        f"- versions: {versions()}",
+        f"- threads: {info['n_threads']}; data: {info['source']}; "
+        f"measured sgemm peak {info['peak']:.1f} GFLOP/s",
+        "",
+        "Training FLOPs: 6 x sum(fan_in x fan_out) per sample; prediction: 2 x.  "
+        "'fastmlp speed-up' = the row's time / fastmlp's time on the same workload "
+        "(higher = fastmlp faster).  '(scaled)': measured on a slice of the data and "
+        "scaled to the full epoch (per-step cost is what matters).", "",
+        "## Side by side", "", rep.table(), "",
+        "## Targets (issue 5)", "", rep.check_table(), "",
+    ]
+    mem = getattr(rep, "memory", None)
+    if mem:
+        out += [f"Peak traced memory of {mem['what']} on the full data: "
+                f"{mem['peak'] / 2**20:.1f} MiB (X itself is {mem['x_bytes'] / 2**20:.1f} MiB "
+                "and is used in place).", ""]
+    return "\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small data (smoke test)")
+    parser.add_argument("--write", action="store_true", help="rewrite benchmarks/RESULTS.md")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    rep, info = run_all(quick=args.quick, repeats=args.repeats, n_threads=args.threads)
+    command = "python -m benchmarks.report " + " ".join(argv if argv is not None else
+                                                         sys.argv[1:])
+    text = render(rep, info, command.strip())
+    print(text)
+    if args.write:
+        path = os.path.join(os.path.dirname(__file__), "RESULTS.md")
+        existing = ""
+        if os.path.exists(path):
+            with open(path) as f:
+                existing = f.read()
+        marker = "\n## Notes"
+        notes = existing[existing.index(marker):] if marker in existing else ""
+        with open(path, "w") as f:
+            f.write(text + notes)
+    return rep
+
+
+if __name__ == "__main__":
+    main()
