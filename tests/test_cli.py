@@ -398,11 +398,11 @@ def test_python_m_fastmlp_subprocess(tmp_path):
     env = dict(os.environ)
     root = str(Path(fastmlp.__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run([sys.executable, "-m", "fastmlp", "--help"], env=env,
+    done = subprocess.run([sys.executable, "-m", "fastmlp", "--help"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "usage: fastmlp" in done.stdout
     done = subprocess.run([sys.executable, "-m", "fastmlp", "train",
-                           str(tmp_path / "missing.csv")], env=env,
+                           str(tmp_path / "missing.csv")], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "missing.csv: no such file" in done.stderr and "Traceback" not in done.stderr

@@ -138,9 +138,20 @@ def _as_float_matrix(X, name, dtype, xp, copy):
         X = X.astype(np.float32)  # float16 is widened, never computed in
     X = xp.array(X, dtype=dtype, order="C", copy=True) if copy else \
         xp.ascontiguousarray(X, dtype=dtype)
-    if not bool(xp.isfinite(X).all()):
+    if not _all_finite(X, xp):
         raise ValueError(f"{name} contains NaN or infinity")
     return X
+
+
+def _all_finite(A, xp=np, chunk_rows=4096):
+    """True when every element of A is finite, without an A-sized temporary: a sum in
+    float64 is finite exactly when no element is NaN/inf (barring overflow of huge finite
+    values, which the chunked element-wise check then settles)."""
+    if bool(xp.isfinite(A.sum(dtype=xp.float64))):
+        return True
+    flat = A.reshape(A.shape[0], -1) if A.ndim > 1 else A.reshape(-1, 1)
+    return all(bool(xp.isfinite(flat[lo:lo + chunk_rows]).all())
+               for lo in range(0, flat.shape[0], chunk_rows))
 
 
 def _as_targets(spec, Y, n, dtype, xp):
@@ -163,7 +174,7 @@ def _as_targets(spec, Y, n, dtype, xp):
     if Y.ndim != 2 or Y.shape[1] != spec.n_outputs:
         raise ValueError(f"y has shape {Y.shape}; expected ({n}, {spec.n_outputs})")
     Y = xp.ascontiguousarray(Y, dtype=dtype)
-    if not bool(xp.isfinite(Y).all()):
+    if not _all_finite(Y, xp):
         raise ValueError("y contains NaN or infinity")
     if spec.loss == "poisson" and bool((Y < 0).any()):
         raise ValueError("poisson loss needs y >= 0")
