@@ -392,3 +392,38 @@ def test_thread_settings(monkeypatch):
         assert net.n_threads == 2
     finally:
         fastmlp.set_num_threads(None)
+
+
+def test_batch_split_over_threads_matches_reference(rng):
+    # a batch big enough to be split over 2 threads (data parallel, single-threaded BLAS
+    # per thread): dropout masks, metrics, penalties and weights equal the reference's
+    spec = NetworkSpec((40, 200, 100, 5), ("relu", "tanh", "softmax"),
+                       loss="categorical_crossentropy", dropout=(0.3, 0.1, 0.0), l2=1e-3,
+                       l1=1e-4)
+    X, y = rng.normal(size=(600, 40)), rng.integers(0, 5, 600)
+    sw = rng.uniform(0.5, 2.0, 600)
+    results = []
+    for device, n_threads in (("cpu", 2), ("numpy", 1)):
+        net = make_network(spec, OptimizerSpec("adam", 1e-3), device=device,
+                           n_threads=n_threads)
+        if device == "cpu":
+            assert net._engine.will_shard(256)
+        net.set_params(init_params(spec, seed=3))
+        Xc, Yc, swc = validate_training_data(spec, X, y, sw)
+        losses = [net.train_epoch(Xc, Yc, swc, batch_size=256, shuffle=True, seed=9, epoch=e,
+                                  track_metrics=True) for e in range(2)]
+        results.append((net.get_params(), losses, net.epoch_metrics))
+    (p1, l1, m1), (p2, l2, m2) = results
+    np.testing.assert_allclose(p1, p2, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(l1, l2, rtol=1e-10)
+    for key in m2:
+        assert m1[key] == pytest.approx(m2[key], rel=1e-10)
+
+
+def test_small_batches_are_not_split(rng):
+    spec = NetworkSpec((4, 10, 3), ("relu", "softmax"), loss="categorical_crossentropy")
+    net = make_network(spec, device="cpu", n_threads=2)
+    assert not net._engine.will_shard(32)
+    assert not make_network(spec, device="cpu", n_threads=1)._engine.will_shard(10 ** 6)
+    wide = NetworkSpec((784, 500, 10), ("relu", "softmax"), loss="categorical_crossentropy")
+    assert not make_network(wide, device="cpu", n_threads=2)._engine.will_shard(512)

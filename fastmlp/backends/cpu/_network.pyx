@@ -14,6 +14,7 @@ happens inside an epoch.
 from libc.stdint cimport int64_t, uint64_t
 from libc.math cimport sqrt, pow, floor, isfinite
 from cython cimport floating
+from cython.parallel cimport prange
 
 import numpy as np
 
@@ -23,6 +24,15 @@ from ._kernels cimport *
 # Products with m * n * k at or below this go to the small-matrix C kernels:
 # a BLAS call costs more than the arithmetic there (measured: benchmarks/RESULTS.md).
 cdef int64_t SMALL_GEMM_WORK = 32768
+# A batch is split over the threads only when it holds at least this many multiply-adds
+# (per forward pass); below, the fork/join costs more than it saves.
+cdef int64_t SHARD_MIN_WORK = 1 << 21
+# ... and only when no layer is wider than this: OpenBLAS splits products with wide
+# outputs well over its own threads, narrow ones badly (measured on 2 cores,
+# benchmarks/RESULTS.md: 784-100-10 b200 sharded 188 vs BLAS threads 155 GFLOP/s;
+# 784-500-500-10 b512 sharded 159 vs 224).  A fixed rule, never a timing, decides: the
+# result must not depend on the machine's mood (sharding changes the summation order).
+cdef int64_t SHARD_MAX_WIDTH = 256
 # Zeroed elements left after every buffer handed to the small kernels: they read rows as
 # whole vectors, up to 16 elements past a buffer's end (csrc/gemm_small_impl.inc).
 cdef enum:
@@ -46,6 +56,15 @@ def set_small_gemm_work(int64_t work):
     return previous
 
 
+def set_shard_min_work(int64_t work):
+    """Set the multiply-adds per batch from which a batch is split over the threads (for
+    benchmarks and tests; returns the previous value)."""
+    global SHARD_MIN_WORK
+    previous = SHARD_MIN_WORK
+    SHARD_MIN_WORK = work
+    return previous
+
+
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(fm_openmp_enabled())
@@ -62,10 +81,20 @@ cdef struct LayerC:
     int64_t g_off               # workspace: delta dZ (rows, fan_out)
 
 
+cdef struct ShardC:
+    # one thread's share of a batch: its workspace and gradient buffer
+    void *ws
+    void *grads
+    double loss
+    double metrics[6]    # sum w*correct, w*mae, w*mse, w; sum data_loss*nb, penalty*nb
+
+
 cdef struct NetC:
     int n_layers
     LayerC *layers
-    int64_t n_params, n_features, n_outputs
+    int64_t n_params, n_features, n_outputs, macs_per_row, max_fan_out
+    int n_shards                        # threads a large batch is split over
+    ShardC *shards                      # n_shards entries; shard 0 owns ws and grads
     int loss
     double loss_scale
     bint norm_by_weights, penalty_per_sample
@@ -94,7 +123,6 @@ cdef struct NetC:
     uint64_t seed
     double loss_sum
     bint diverged, track_metrics
-    double metrics[6]    # sum w*correct, w*mae, w*mse, w; sum data_loss*nb, penalty*nb
 
 
 # ---------------------------------------------------------------------------------------
@@ -137,11 +165,11 @@ cdef inline void mm_nt(int64_t M, int64_t N, int64_t K, const floating *A,
 
 
 # ---------------------------------------------------------------------------------------
-cdef inline const floating *layer_input(NetC *s, int l, const floating *x,
+cdef inline const floating *layer_input(NetC *s, ShardC *sh, int l, const floating *x,
                                         bint training) noexcept nogil:
     """What layer l reads: the batch for l == 0, else the previous layer's output
     (after dropout while training)."""
-    cdef floating *ws = <floating *> s.ws
+    cdef floating *ws = <floating *> sh.ws
     cdef LayerC *p
     if l == 0:
         return x
@@ -149,10 +177,11 @@ cdef inline const floating *layer_input(NetC *s, int l, const floating *x,
     return ws + (p.d_off if (training and p.d_off >= 0) else p.a_off)
 
 
-cdef void forward_batch(NetC *s, const floating *x, int64_t b, bint training,
-                        floating *dummy) noexcept nogil:
-    """Forward pass of b rows x (b, n_features); dropout when training."""
-    cdef floating *ws = <floating *> s.ws
+cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64_t row0,
+                        bint training, int nt, floating *dummy) noexcept nogil:
+    """Forward pass of b rows x (b, n_features) into the shard's workspace; dropout when
+    training (row0: where these rows start in the whole batch, for the dropout draws)."""
+    cdef floating *ws = <floating *> sh.ws
     cdef floating *params = <floating *> s.params
     cdef LayerC *L
     cdef const floating *inp
@@ -162,10 +191,11 @@ cdef void forward_batch(NetC *s, const floating *x, int64_t b, bint training,
     cdef int l, done
     for l in range(s.n_layers):
         L = &s.layers[l]
-        inp = layer_input(s, l, x, training)
+        inp = layer_input(s, sh, l, x, training)
         a = ws + L.a_off
         z = ws + L.z_off if L.z_off >= 0 else a
         bias = params + L.b_off if L.b_off >= 0 else NULL
+        done = 0
         if b * L.fan_out * L.fan_in <= SMALL_GEMM_WORK:
             # narrow layers: product, bias and (for relu-like) activation in one pass
             if floating is float:
@@ -177,40 +207,38 @@ cdef void forward_batch(NetC *s, const floating *x, int64_t b, bint training,
             if done:
                 # z holds the biased pre-activation (and, when z is a, the activation too)
                 bias = NULL
-            else:
-                mm_nn(b, L.fan_out, L.fan_in, inp, params + L.w_off, z)
-        else:
-            done = 0
+        if not done:
             mm_nn(b, L.fan_out, L.fan_in, inp, params + L.w_off, z)
         if not (done and z == a):
             if z != a and bias != NULL:
                 # Z is kept (gelu, output layer): it must hold the true pre-activation
                 if floating is float:
-                    bias_act_forward_f32(b, L.fan_out, z, bias, FM_IDENTITY, z, s.n_threads)
+                    bias_act_forward_f32(b, L.fan_out, z, bias, FM_IDENTITY, z, nt)
                 else:
-                    bias_act_forward_f64(b, L.fan_out, z, bias, FM_IDENTITY, z, s.n_threads)
+                    bias_act_forward_f64(b, L.fan_out, z, bias, FM_IDENTITY, z, nt)
                 bias = NULL
             if floating is float:
-                bias_act_forward_f32(b, L.fan_out, z, bias, L.act, a, s.n_threads)
+                bias_act_forward_f32(b, L.fan_out, z, bias, L.act, a, nt)
             else:
-                bias_act_forward_f64(b, L.fan_out, z, bias, L.act, a, s.n_threads)
+                bias_act_forward_f64(b, L.fan_out, z, bias, L.act, a, nt)
         if L.d_off >= 0 and training:
             if floating is float:
                 dropout_forward_f32(b, L.fan_out, L.rate, fm_dropout_stream(s.seed, s.step, l),
-                                    a, ws + L.d_off, s.n_threads)
+                                    row0 * L.fan_out, a, ws + L.d_off, nt)
             else:
                 dropout_forward_f64(b, L.fan_out, L.rate, fm_dropout_stream(s.seed, s.step, l),
-                                    a, ws + L.d_off, s.n_threads)
+                                    row0 * L.fan_out, a, ws + L.d_off, nt)
 
 
-cdef double output_loss(NetC *s, int64_t b, const floating *y, const int64_t *labels,
-                        const floating *w, double norm, bint want_metrics,
-                        floating *dummy) noexcept nogil:
-    """Data loss of the batch (scaled, normalised) and the output delta in g_off."""
-    cdef floating *ws = <floating *> s.ws
+cdef double output_loss(NetC *s, ShardC *sh, int64_t b, const floating *y,
+                        const int64_t *labels, const floating *w, double norm,
+                        bint want_metrics, int nt, floating *dummy) noexcept nogil:
+    """Data loss of the rows (scaled, normalised by the WHOLE batch's norm) and the output
+    delta in the shard's g_off; metrics go to the shard's accumulators."""
+    cdef floating *ws = <floating *> sh.ws
     cdef LayerC *L = &s.layers[s.n_layers - 1]
     cdef double total
-    cdef double *metrics = &s.metrics[0] if want_metrics else NULL
+    cdef double *metrics = &sh.metrics[0] if want_metrics else NULL
     cdef double delta_scale = s.loss_scale / norm
     if floating is float:
         total = loss_forward_backward_f32(s.loss, L.act, b, L.fan_out, ws + L.z_off,
@@ -223,44 +251,29 @@ cdef double output_loss(NetC *s, int64_t b, const floating *y, const int64_t *la
     if s.loss == FM_SQUARED_ERROR and L.act != FM_IDENTITY:
         # squared error on a non-identity output: chain rule through the activation
         if floating is float:
-            act_backward_f32(b, L.fan_out, L.act, ws + L.z_off, ws + L.a_off, ws + L.g_off,
-                             s.n_threads)
+            act_backward_f32(b, L.fan_out, L.act, ws + L.z_off, ws + L.a_off, ws + L.g_off, nt)
         else:
-            act_backward_f64(b, L.fan_out, L.act, ws + L.z_off, ws + L.a_off, ws + L.g_off,
-                             s.n_threads)
+            act_backward_f64(b, L.fan_out, L.act, ws + L.z_off, ws + L.a_off, ws + L.g_off, nt)
     return s.loss_scale * total / norm
 
 
-cdef double backward_batch(NetC *s, const floating *x, int64_t b, double norm,
-                           bint training, bint accumulate, bint want_penalty_grad,
-                           floating *dummy) noexcept nogil:
-    """Gradients of the batch into s.grads (added to them when accumulate); returns the
-    penalty value (its gradient is added when want_penalty_grad)."""
-    cdef floating *ws = <floating *> s.ws
+cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64_t row0,
+                         bint training, bint accumulate, int nt,
+                         floating *dummy) noexcept nogil:
+    """Gradients of the data loss of these rows into the shard's gradient buffer (added to
+    it when accumulate).  Penalties are added separately (penalty_pass)."""
+    cdef floating *ws = <floating *> sh.ws
     cdef floating *params = <floating *> s.params
-    cdef floating *grads = <floating *> s.grads
+    cdef floating *grads = <floating *> sh.grads
     cdef LayerC *L
     cdef LayerC *P
     cdef int l
-    cdef double penalty = 0.0
-    cdef double pen_scale = 1.0 / norm if s.penalty_per_sample else 1.0
     cdef floating *dprev
     for l in range(s.n_layers - 1, -1, -1):
         L = &s.layers[l]
         # dW (fan_in, fan_out) = input^T (fan_in, b) @ dZ (b, fan_out)
-        mm_tn(L.fan_in, L.fan_out, b, layer_input(s, l, x, training), ws + L.g_off,
+        mm_tn(L.fan_in, L.fan_out, b, layer_input(s, sh, l, x, training), ws + L.g_off,
               1 if accumulate else 0, grads + L.w_off)
-        if L.l2 != 0 or L.l1 != 0:
-            if floating is float:
-                penalty += penalty_forward_backward_f32(
-                    L.fan_in * L.fan_out, params + L.w_off,
-                    grads + L.w_off if want_penalty_grad else NULL,
-                    L.l2 * pen_scale, L.l1 * pen_scale)
-            else:
-                penalty += penalty_forward_backward_f64(
-                    L.fan_in * L.fan_out, params + L.w_off,
-                    grads + L.w_off if want_penalty_grad else NULL,
-                    L.l2 * pen_scale, L.l1 * pen_scale)
         if L.b_off >= 0:
             if floating is float:
                 if not column_sums_small_f32(b, L.fan_out, ws + L.g_off, grads + L.b_off,
@@ -279,18 +292,138 @@ cdef double backward_batch(NetC *s, const floating *x, int64_t b, double norm,
         if floating is float:
             if P.d_off >= 0 and training:
                 dropout_backward_f32(b, P.fan_out, P.rate,
-                                     fm_dropout_stream(s.seed, s.step, l - 1), dprev,
-                                     s.n_threads)
+                                     fm_dropout_stream(s.seed, s.step, l - 1),
+                                     row0 * P.fan_out, dprev, nt)
             act_backward_f32(b, P.fan_out, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
-                             ws + P.a_off, dprev, s.n_threads)
+                             ws + P.a_off, dprev, nt)
         else:
             if P.d_off >= 0 and training:
                 dropout_backward_f64(b, P.fan_out, P.rate,
-                                     fm_dropout_stream(s.seed, s.step, l - 1), dprev,
-                                     s.n_threads)
+                                     fm_dropout_stream(s.seed, s.step, l - 1),
+                                     row0 * P.fan_out, dprev, nt)
             act_backward_f64(b, P.fan_out, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
-                             ws + P.a_off, dprev, s.n_threads)
+                             ws + P.a_off, dprev, nt)
+
+
+cdef double penalty_pass(NetC *s, floating *grads, double norm, floating *dummy) noexcept nogil:
+    """The penalty of every weight matrix; its gradient is added to grads (when not NULL)."""
+    cdef double penalty = 0.0
+    cdef double pen_scale = 1.0 / norm if s.penalty_per_sample else 1.0
+    cdef floating *params = <floating *> s.params
+    cdef LayerC *L
+    cdef int l
+    for l in range(s.n_layers):
+        L = &s.layers[l]
+        if L.l2 != 0 or L.l1 != 0:
+            if floating is float:
+                penalty += penalty_forward_backward_f32(
+                    L.fan_in * L.fan_out, params + L.w_off,
+                    grads + L.w_off if grads != NULL else NULL,
+                    L.l2 * pen_scale, L.l1 * pen_scale)
+            else:
+                penalty += penalty_forward_backward_f64(
+                    L.fan_in * L.fan_out, params + L.w_off,
+                    grads + L.w_off if grads != NULL else NULL,
+                    L.l2 * pen_scale, L.l1 * pen_scale)
     return penalty
+
+
+cdef void shard_step(NetC *s, int k, int n_shards, const floating *xb, const floating *yb,
+                     const int64_t *lb, const floating *wb, int64_t b, double norm, int nt,
+                     floating *dummy) noexcept nogil:
+    """Forward, loss and backward of shard k's rows of a batch (rows [r0, r1))."""
+    cdef ShardC *sh = &s.shards[k]
+    cdef int64_t r0 = b * k // n_shards, r1 = b * (k + 1) // n_shards
+    cdef int64_t d = s.n_features, K = s.n_outputs
+    sh.loss = 0.0
+    if r1 <= r0:
+        return
+    forward_batch(s, sh, xb + r0 * d, r1 - r0, r0, True, nt, dummy)
+    sh.loss = output_loss(s, sh, r1 - r0, yb + r0 * K if yb != NULL else NULL,
+                          lb + r0 if lb != NULL else NULL, wb + r0 if wb != NULL else NULL,
+                          norm, s.track_metrics, nt, dummy)
+    backward_batch(s, sh, xb + r0 * d, r1 - r0, r0, True, False, nt, dummy)
+
+
+cdef void gather_batch(NetC *s, int64_t src, int64_t dst, int64_t rows,
+                       floating *dummy) noexcept nogil:
+    """Copy `rows` shuffled rows (order[src:src+rows]) of X, Y, labels and weights into the
+    batch buffers at row `dst`."""
+    cdef floating *ws = <floating *> s.shards[0].ws
+    cdef const floating *X = <const floating *> s.X
+    cdef const floating *Y = <const floating *> s.Y
+    cdef const floating *sw = <const floating *> s.sw
+    cdef int64_t i, d = s.n_features, K = s.n_outputs
+    if floating is float:
+        gather_rows_f32(rows, d, X, s.order + src, ws + s.xb_off + dst * d)
+        if Y != NULL:
+            gather_rows_f32(rows, K, Y, s.order + src, ws + s.yb_off + dst * K)
+    else:
+        gather_rows_f64(rows, d, X, s.order + src, ws + s.xb_off + dst * d)
+        if Y != NULL:
+            gather_rows_f64(rows, K, Y, s.order + src, ws + s.yb_off + dst * K)
+    if s.labels != NULL:
+        for i in range(rows):
+            s.lb[dst + i] = s.labels[s.order[src + i]]
+    if sw != NULL:
+        for i in range(rows):
+            ws[s.wb_off + dst + i] = sw[s.order[src + i]]
+
+
+cdef void reduce_grads(NetC *s, int64_t lo, int64_t hi, int n_shards,
+                       floating *dummy) noexcept nogil:
+    """grads[lo:hi] += the other shards' grads[lo:hi]."""
+    cdef floating *g0 = <floating *> s.shards[0].grads
+    cdef floating *gk
+    cdef int64_t e
+    cdef int k
+    for k in range(1, n_shards):
+        gk = <floating *> s.shards[k].grads
+        for e in range(lo, hi):
+            g0[e] += gk[e]
+
+
+cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr,
+                       floating *dummy) noexcept nogil:
+    """The optimizer update of parameters [lo, hi) for update number s.step (already
+    counted).  No clipping here: sharded steps with clipnorm use apply_update."""
+    cdef floating *w = (<floating *> s.params) + lo
+    cdef floating *g = (<floating *> s.grads) + lo
+    cdef floating *s0 = (<floating *> s.slot0) + lo if s.slot0 != NULL else NULL
+    cdef floating *s1 = (<floating *> s.slot1) + lo if s.slot1 != NULL else NULL
+    cdef int64_t n = hi - lo
+    cdef double t, bc2, step_size, eps
+    if s.opt_kind == 0:
+        if floating is float:
+            sgd_update_f32(n, w, g, s0, lr, s.momentum, s.nesterov, 1)
+        else:
+            sgd_update_f64(n, w, g, s0, lr, s.momentum, s.nesterov, 1)
+    elif s.opt_kind == 1:
+        t = <double> s.step
+        bc2 = sqrt(1.0 - pow(s.beta_2, t))
+        step_size = lr * bc2 / (1.0 - pow(s.beta_1, t))
+        eps = s.eps * bc2 if s.eps_pytorch else s.eps
+        if floating is float:
+            adam_update_f32(n, w, g, s0, s1, step_size, s.beta_1, s.beta_2, eps, 1)
+        else:
+            adam_update_f64(n, w, g, s0, s1, step_size, s.beta_1, s.beta_2, eps, 1)
+    elif s.opt_kind == 2:
+        if floating is float:
+            rmsprop_update_f32(n, w, g, s0, lr, s.rho, s.eps, 1)
+        else:
+            rmsprop_update_f64(n, w, g, s0, lr, s.rho, s.eps, 1)
+    else:
+        if floating is float:
+            adagrad_update_f32(n, w, g, s0, lr, s.eps, 1)
+        else:
+            adagrad_update_f64(n, w, g, s0, lr, s.eps, 1)
+
+
+cdef inline bint batch_is_sharded(NetC *s, int64_t b) noexcept nogil:
+    """Split this batch over the threads?  Only when every thread gets enough work to pay
+    for the fork/join (tiny networks never are)."""
+    return (s.n_shards > 1 and b >= 2 * s.n_shards and b * s.macs_per_row >= SHARD_MIN_WORK
+            and s.max_fan_out <= SHARD_MAX_WIDTH)
 
 
 cdef inline double learning_rate_at(NetC *s, int64_t step) noexcept nogil:
@@ -352,8 +485,13 @@ cdef void apply_update(NetC *s, floating *dummy) noexcept nogil:
 
 
 cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcept nogil:
-    """Up to max_steps minibatch updates of the epoch in progress (max_steps < 0: all)."""
-    cdef floating *ws = <floating *> s.ws
+    """Up to max_steps minibatch updates of the epoch in progress (max_steps < 0: all).
+
+    A large batch is split into one shard per thread (data parallel: each thread runs the
+    forward and backward pass of its rows with single-threaded BLAS into its own workspace
+    and gradient buffer); the gradients are then summed and ONE update is applied."""
+    cdef floating *ws = <floating *> s.shards[0].ws
+    cdef floating *g0 = <floating *> s.grads
     cdef const floating *X = <const floating *> s.X
     cdef const floating *Y = <const floating *> s.Y
     cdef const floating *sw = <const floating *> s.sw
@@ -361,55 +499,69 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
     cdef const floating *yb
     cdef const floating *wb
     cdef const int64_t *lb
-    cdef int64_t steps = 0, lo, b, i, d = s.n_features, K = s.n_outputs
-    cdef double norm, data_loss, penalty
+    cdef int64_t steps = 0, lo, b, i, e, d = s.n_features, K = s.n_outputs
+    cdef double norm, data_loss, penalty, lr_step
+    cdef int k, n_shards, j
     while s.done < s.n and not s.diverged and (max_steps < 0 or steps < max_steps):
         lo = s.done
         b = s.batch_size if lo + s.batch_size <= s.n else s.n - lo
+        n_shards = s.n_shards if batch_is_sharded(s, b) else 1
         if s.order == NULL:
             xb = X + lo * d
             yb = Y + lo * K if Y != NULL else NULL
             lb = s.labels + lo if s.labels != NULL else NULL
             wb = sw + lo if sw != NULL else NULL
         else:
-            # gather the shuffled rows once per batch into contiguous buffers
-            if floating is float:
-                gather_rows_f32(b, d, X, s.order + lo, ws + s.xb_off)
-                if Y != NULL:
-                    gather_rows_f32(b, K, Y, s.order + lo, ws + s.yb_off)
-            else:
-                gather_rows_f64(b, d, X, s.order + lo, ws + s.xb_off)
-                if Y != NULL:
-                    gather_rows_f64(b, K, Y, s.order + lo, ws + s.yb_off)
+            # shuffled rows are gathered into contiguous buffers (each thread its own rows)
             xb = ws + s.xb_off
             yb = ws + s.yb_off if Y != NULL else NULL
-            lb = NULL
-            if s.labels != NULL:
-                for i in range(b):
-                    s.lb[i] = s.labels[s.order[lo + i]]
-                lb = s.lb
-            wb = NULL
-            if sw != NULL:
-                for i in range(b):
-                    ws[s.wb_off + i] = sw[s.order[lo + i]]
-                wb = ws + s.wb_off
+            lb = s.lb if s.labels != NULL else NULL
+            wb = ws + s.wb_off if sw != NULL else NULL
+            if n_shards > 1:
+                for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
+                    gather_batch(s, lo + b * k // n_shards, b * k // n_shards,
+                                 b * (k + 1) // n_shards - b * k // n_shards, dummy)
+            else:
+                gather_batch(s, lo, 0, b, dummy)
         if wb != NULL and s.norm_by_weights:
             norm = 0.0
             for i in range(b):
                 norm += wb[i]
         else:
             norm = <double> b
-        forward_batch(s, xb, b, True, dummy)
-        data_loss = output_loss(s, b, yb, lb, wb, norm, s.track_metrics, dummy)
-        penalty = backward_batch(s, xb, b, norm, True, False, True, dummy)
+        if n_shards > 1:
+            for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
+                shard_step(s, k, n_shards, xb, yb, lb, wb, b, norm, 1, dummy)
+        else:
+            shard_step(s, 0, 1, xb, yb, lb, wb, b, norm, s.n_threads, dummy)
+        data_loss = 0.0
+        for k in range(n_shards):
+            data_loss += s.shards[k].loss
+        if n_shards > 1:  # sum the shards' gradients into shard 0's (= s.grads), by slices
+            for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
+                reduce_grads(s, s.n_params * k // n_shards, s.n_params * (k + 1) // n_shards,
+                             n_shards, dummy)
+        if s.track_metrics and n_shards > 1:
+            for k in range(1, n_shards):
+                for j in range(4):
+                    s.shards[0].metrics[j] += s.shards[k].metrics[j]
+                    s.shards[k].metrics[j] = 0.0
+        penalty = penalty_pass(s, g0, norm, dummy)
         if not isfinite(data_loss + penalty):
             s.diverged = True  # the update of this batch is not applied
             break
-        apply_update(s, dummy)
+        if n_shards > 1 and s.clipnorm <= 0:  # the update too, by slices of the buffer
+            lr_step = learning_rate_at(s, s.step)
+            s.step += 1
+            for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
+                update_slice(s, s.n_params * k // n_shards, s.n_params * (k + 1) // n_shards,
+                             lr_step, dummy)
+        else:
+            apply_update(s, dummy)
         s.loss_sum += (data_loss + penalty) * b
         if s.track_metrics:
-            s.metrics[4] += data_loss * b
-            s.metrics[5] += penalty * b
+            s.shards[0].metrics[4] += data_loss * b
+            s.shards[0].metrics[5] += penalty * b
         s.done += b
         steps += 1
     return steps
@@ -420,10 +572,9 @@ cdef double full_batch_impl(NetC *s, const floating *X, const floating *Y,
                             bint want_grad, bint include_penalty, floating *dummy) noexcept nogil:
     """Loss (and gradient into s.grads) of n rows as ONE batch, computed in chunks of
     the workspace capacity with the normalisation of the whole batch."""
+    cdef ShardC *sh = &s.shards[0]
     cdef int64_t lo, b, i, d = s.n_features, K = s.n_outputs
     cdef double norm = 0.0, data_loss = 0.0, penalty = 0.0
-    cdef LayerC *L
-    cdef double pen_scale
     if sw != NULL and s.norm_by_weights:
         for i in range(n):
             norm += sw[i]
@@ -432,28 +583,16 @@ cdef double full_batch_impl(NetC *s, const floating *X, const floating *Y,
     lo = 0
     while lo < n:
         b = s.ws_rows if lo + s.ws_rows <= n else n - lo
-        forward_batch(s, X + lo * d, b, False, dummy)
-        data_loss += output_loss(s, b, Y + lo * K if Y != NULL else NULL,
+        forward_batch(s, sh, X + lo * d, b, lo, False, s.n_threads, dummy)
+        data_loss += output_loss(s, sh, b, Y + lo * K if Y != NULL else NULL,
                                  labels + lo if labels != NULL else NULL,
-                                 sw + lo if sw != NULL else NULL, norm, False, dummy)
+                                 sw + lo if sw != NULL else NULL, norm, False, s.n_threads,
+                                 dummy)
         if want_grad:
-            # penalty gradient only once, with the last chunk
-            penalty = backward_batch(s, X + lo * d, b, norm, False, lo > 0, lo + b >= n,
-                                     dummy)
+            backward_batch(s, sh, X + lo * d, b, lo, False, lo > 0, s.n_threads, dummy)
         lo += b
-    if not want_grad and include_penalty:
-        pen_scale = 1.0 / norm if s.penalty_per_sample else 1.0
-        for i in range(s.n_layers):
-            L = &s.layers[i]
-            if L.l2 != 0 or L.l1 != 0:
-                if floating is float:
-                    penalty += penalty_forward_backward_f32(
-                        L.fan_in * L.fan_out, (<float *> s.params) + L.w_off, NULL,
-                        L.l2 * pen_scale, L.l1 * pen_scale)
-                else:
-                    penalty += penalty_forward_backward_f64(
-                        L.fan_in * L.fan_out, (<double *> s.params) + L.w_off, NULL,
-                        L.l2 * pen_scale, L.l1 * pen_scale)
+    if include_penalty or want_grad:
+        penalty = penalty_pass(s, <floating *> s.grads if want_grad else NULL, norm, dummy)
     return data_loss + (penalty if include_penalty else 0.0)
 
 
@@ -461,12 +600,12 @@ cdef void predict_impl(NetC *s, const floating *X, int64_t n, floating *out,
                        floating *dummy) noexcept nogil:
     """out (n, n_outputs) = the network's outputs for X (n, n_features)."""
     cdef int64_t lo, b, e, d = s.n_features, K = s.n_outputs
-    cdef floating *ws = <floating *> s.ws
+    cdef floating *ws = <floating *> s.shards[0].ws
     cdef LayerC *L = &s.layers[s.n_layers - 1]
     lo = 0
     while lo < n:
         b = s.ws_rows if lo + s.ws_rows <= n else n - lo
-        forward_batch(s, X + lo * d, b, False, dummy)
+        forward_batch(s, &s.shards[0], X + lo * d, b, lo, False, s.n_threads, dummy)
         for e in range(b * K):
             out[lo * K + e] = ws[L.a_off + e]
         lo += b
@@ -480,6 +619,8 @@ cdef class Engine:
     """
     cdef NetC s
     cdef object _layers_arr, _params, _grads, _slots, _ws, _lb
+    cdef object _shards_arr, _shard_ws, _shard_grads
+    cdef int64_t _ws_size
     cdef object _epoch_refs
     cdef readonly bint is_f32
     cdef readonly object dtype
@@ -512,6 +653,11 @@ cdef class Engine:
             L.l2 = l2[l]
             L.l1 = l1[l]
         self.s.n_params = off
+        self.s.macs_per_row = 0
+        self.s.max_fan_out = 0
+        for l in range(n_layers):
+            self.s.macs_per_row += self.s.layers[l].fan_in * self.s.layers[l].fan_out
+            self.s.max_fan_out = max(self.s.max_fan_out, self.s.layers[l].fan_out)
         self.s.n_features = layer_sizes[0]
         self.s.n_outputs = layer_sizes[n_layers]
         self.s.loss = LOSS_CODES[loss]
@@ -527,9 +673,43 @@ cdef class Engine:
         self.s.slot0 = NULL
         self.s.slot1 = NULL
         self.s.ws_rows = 0
+        self._ws = None
+        self._ws_size = 0
         self._epoch_refs = None
         self.s.n = 0
         self.s.done = 0
+        self._set_shards(n_threads)
+
+    def _set_shards(self, int n_threads):
+        """One shard per thread (1 without OpenMP); shard 0 owns ws and grads."""
+        cdef int k, n = n_threads if fm_openmp_enabled() else 1
+        cdef ShardC *sh
+        self._shards_arr = np.zeros(n * sizeof(ShardC), dtype=np.uint8)
+        self.s.shards = <ShardC *> <size_t> self._shards_arr.ctypes.data
+        self.s.n_shards = n
+        self._shard_grads = [self._grads] + [
+            np.zeros(self.s.n_params + FASTMLP_SLACK, dtype=self.dtype)[:self.s.n_params]
+            for k in range(1, n)]
+        for k in range(n):
+            self.s.shards[k].grads = <void *> <size_t> self._shard_grads[k].ctypes.data
+        self._alloc_shard_workspaces()
+
+    def _alloc_shard_workspaces(self):
+        cdef int k
+        if self._ws is None:
+            self._shard_ws = []
+            for k in range(self.s.n_shards):
+                self.s.shards[k].ws = NULL
+            return
+        self._shard_ws = [self._ws] + [np.zeros(self._ws_size, dtype=self.dtype)
+                                       for k in range(1, self.s.n_shards)]
+        for k in range(self.s.n_shards):
+            self.s.shards[k].ws = <void *> <size_t> self._shard_ws[k].ctypes.data
+
+    def will_shard(self, int64_t batch_size):
+        """True when batches of this size are split over the threads (each thread then
+        calls BLAS single-threaded)."""
+        return bool(batch_is_sharded(&self.s, batch_size))
 
     # -- buffers ------------------------------------------------------------------------
     @property
@@ -551,6 +731,7 @@ cdef class Engine:
     @n_threads.setter
     def n_threads(self, int value):
         self.s.n_threads = value
+        self._set_shards(value)
 
     @property
     def workspace_rows(self):
@@ -558,7 +739,9 @@ cdef class Engine:
 
     @property
     def workspace_nbytes(self):
-        return 0 if self._ws is None else self._ws.nbytes
+        """Bytes of all workspaces and per-thread gradient buffers."""
+        total = sum(w.nbytes for w in self._shard_ws)
+        return total + sum(g.nbytes for g in self._shard_grads[1:])
 
     def ensure_workspace(self, int64_t rows):
         """Size the workspaces for batches of up to ``rows`` rows (grow only)."""
@@ -590,10 +773,12 @@ cdef class Engine:
         self.s.wb_off = off
         off += rows + FASTMLP_SLACK
         self._ws = np.zeros(off, dtype=self.dtype)
+        self._ws_size = off
         self._lb = np.empty(rows, dtype=np.int64)
         self.s.ws = <void *> <size_t> self._ws.ctypes.data
         self.s.lb = <int64_t *> <size_t> self._lb.ctypes.data
         self.s.ws_rows = rows
+        self._alloc_shard_workspaces()
 
     # -- optimizer -------------------------------------------------------------------------
     def set_optimizer(self, int kind, double lr, double momentum, bint nesterov,
@@ -655,8 +840,9 @@ cdef class Engine:
         self.s.loss_sum = 0.0
         self.s.diverged = False
         self.s.track_metrics = track_metrics
-        for i in range(6):
-            self.s.metrics[i] = 0.0
+        for k in range(self.s.n_shards):
+            for i in range(6):
+                self.s.shards[k].metrics[i] = 0.0
 
     def run_steps(self, int64_t max_steps=-1):
         cdef int64_t steps
@@ -682,7 +868,7 @@ cdef class Engine:
     def epoch_state(self):
         """(done, n, loss_sum, diverged, metrics tuple)."""
         return (self.s.done, self.s.n, self.s.loss_sum, bool(self.s.diverged),
-                tuple(self.s.metrics[i] for i in range(6)))
+                tuple(self.s.shards[0].metrics[i] for i in range(6)))
 
     # -- full batch --------------------------------------------------------------------------
     def full_batch(self, X, Y, labels, sw, bint want_grad, bint include_penalty):

@@ -162,6 +162,9 @@ class CPUNetwork(Network):
         self.diverged = False
         self._engine.start_epoch(X, Y, labels, sw, order, int(batch_size),
                                  int(seed) & 0xFFFFFFFFFFFFFFFF, bool(track_metrics))
+        # a batch split over the threads calls BLAS single-threaded in each thread
+        self._blas_threads = 1 if self._engine.will_shard(int(batch_size)) else \
+            self._engine.n_threads
         self._epoch_open = True
         self._last_state = self._engine.epoch_state
 
@@ -170,7 +173,7 @@ class CPUNetwork(Network):
             raise RuntimeError("run_steps() called before start_epoch()")
         if max_steps is not None and max_steps < 0:
             raise ValueError("max_steps must be >= 0 or None")
-        with blas_threads(self._engine.n_threads):
+        with blas_threads(self._blas_threads):
             steps = self._engine.run_steps(-1 if max_steps is None else int(max_steps))
         self._last_state = self._engine.epoch_state
         self.diverged = self._last_state[3]
