@@ -42,6 +42,23 @@ def flops_per_sample(sizes, train=True):
     return (6 if train else 2) * macs
 
 
+def interleaved_best(fns, repeats=3, warmup=1, scale=None):
+    """Best time of each closure in ``fns`` (a dict), measured in interleaved rounds so
+    that a noisy moment of the machine hits every system alike.  ``scale`` maps a name to
+    a factor applied to its time (work measured on a slice, scaled to the whole)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            gc.collect()
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: t * (scale or {}).get(name, 1.0) for name, t in best.items()}
+
+
 def best_time(fn, repeats=3, warmup=1):
     for _ in range(warmup):
         fn()
@@ -145,16 +162,6 @@ def sklearn_epoch_fn(sizes, X, y, batch_size, solver="sgd", momentum=0.9, alpha=
 
 
 # ---- measurements --------------------------------------------------------------------------------
-def sgemm_peak(n_threads, size=2048):
-    rng = np.random.default_rng(0)
-    A = rng.random((size, size), dtype=np.float32)
-    B = rng.random((size, size), dtype=np.float32)
-    C = np.zeros((size, size), dtype=np.float32)
-    with blas_threads(n_threads):
-        t = best_time(lambda: gemm_rowmajor(False, False, 1.0, A, B, 0.0, C), repeats=5)
-    return 2 * size ** 3 / t / 1e9
-
-
 class Report:
     def __init__(self):
         self.rows = []
@@ -211,82 +218,105 @@ def run_all(quick=False, repeats=3, n_threads=None):
     rng = np.random.default_rng(0)
     rep = Report()
     have_torch = torch_available()
-    peak = sgemm_peak(n_threads, size=1024 if quick else 2048)
-    rep.add("sgemm peak (2048^3)" if not quick else "sgemm peak (1024^3)", "scipy BLAS",
-            2 * (1024 if quick else 2048) ** 3 / peak / 1e9, flops=2 * (1024 if quick else 2048) ** 3,
-            peak=peak)
+    size = 1024 if quick else 2048
+    A = rng.random((size, size), dtype=np.float32)
+    B = rng.random((size, size), dtype=np.float32)
+    C = np.zeros((size, size), dtype=np.float32)
+
+    def scipy_sgemm():
+        with blas_threads(n_threads):
+            gemm_rowmajor(False, False, 1.0, A, B, 0.0, C)
+    fns = {"scipy BLAS": scipy_sgemm}
+    if have_torch:  # the same product through PyTorch's BLAS (MKL), for reference
+        import torch
+        torch.set_num_threads(n_threads)
+        At, Bt = torch.from_numpy(A), torch.from_numpy(B)
+        fns["PyTorch (MKL)"] = lambda: torch.mm(At, Bt)
+    t = interleaved_best(fns, repeats + 3)
+    peak = 2 * size ** 3 / t["scipy BLAS"] / 1e9
+    for name, seconds in t.items():
+        rep.add(f"sgemm ({size}^3)", name, seconds, flops=2 * size ** 3, peak=peak)
     n_a = 2048 if quick else 16384
     X, y, source = mnist_like(60000 if not quick else 4096, rng)
     Xa, ya = X[:n_a], y[:n_a]
     fl = flops_per_sample(MNIST_NET)
 
     # (a) 784-500-500-10, SGD momentum 0.9, float32, batch 32/128/512 ----------------------------
+    n_ref = n_a // 8
     for bs in (32, 128, 512):
         wl = f"(a) 784-500-500-10 b{bs}"
         steps = -(-n_a // bs)
-        run, _ = fastmlp_epoch_fn(MNIST_NET, Xa, ya, bs, n_threads=n_threads)
-        t_f = best_time(run, repeats)
-        rep.add(wl, "fastmlp", t_f, steps, fl * n_a, peak)
-        n_ref = n_a // 4
-        run, _ = fastmlp_epoch_fn(MNIST_NET, Xa[:n_ref], ya[:n_ref], bs, device="numpy",
-                                  n_threads=n_threads)
-        with blas_threads(n_threads):
-            t_np = best_time(run, 1) * n_a / n_ref
-        rep.add(wl, "NumPy reference", t_np, steps, fl * n_a, peak, " (scaled)")
+        fns = {"fastmlp": fastmlp_epoch_fn(MNIST_NET, Xa, ya, bs, n_threads=n_threads)[0]}
+        ref = fastmlp_epoch_fn(MNIST_NET, Xa[:n_ref], ya[:n_ref], bs, device="numpy")[0]
+
+        def numpy_ref(ref=ref):
+            with blas_threads(n_threads):
+                ref()
+        fns["NumPy reference"] = numpy_ref
         if have_torch:
-            run, _ = torch_epoch_fn(MNIST_NET, Xa, ya, bs, n_threads)
-            t_t = best_time(run, repeats)
+            fns["PyTorch"] = torch_epoch_fn(MNIST_NET, Xa, ya, bs, n_threads)[0]
+        if bs == 512 and n_threads >= 2:
+            fns["fastmlp, 1 thread"] = fastmlp_epoch_fn(MNIST_NET, Xa, ya, bs, n_threads=1)[0]
+        t = interleaved_best(fns, repeats, scale={"NumPy reference": n_a / n_ref})
+        t_f = t["fastmlp"]
+        rep.add(wl, "fastmlp", t_f, steps, fl * n_a, peak)
+        rep.add(wl, "NumPy reference", t["NumPy reference"], steps, fl * n_a, peak, " (scaled)")
+        if have_torch:
+            t_t = t["PyTorch"]
             rep.add(wl, "PyTorch", t_t, steps, fl * n_a, peak)
             want = {32: 2.5, 128: 1.3, 512: 1.25}[bs]
             rep.check(f"(a) b{bs} vs PyTorch", f"{t_t / t_f:.2f}x", f">= {want}x",
                       t_t / t_f >= want)
+        t_np = t["NumPy reference"]
         rep.check(f"(a) b{bs} vs NumPy reference", f"{t_np / t_f:.1f}x", ">= 3x",
                   t_np / t_f >= 3)
         if bs == 512:
             frac = fl * n_a / t_f / 1e9 / peak
             rep.check("(a) b512 fraction of sgemm peak", f"{100 * frac:.0f}%", ">= 90%",
                       frac >= 0.9)
-
-    # (e) thread scaling on (a) b512 --------------------------------------------------------------
-    if n_threads >= 2:
-        run1, _ = fastmlp_epoch_fn(MNIST_NET, Xa, ya, 512, n_threads=1)
-        t1 = best_time(run1, repeats)
-        rep.add("(e) b512, 1 thread", "fastmlp", t1, -(-n_a // 512), fl * n_a, peak)
-        t2 = rep.time_of("(a) 784-500-500-10 b512", "fastmlp")
-        rep.check("(e) 2 threads vs 1 thread (b512)", f"{t1 / t2:.2f}x", ">= 1.7x",
-                  t1 / t2 >= 1.7)
+            if "fastmlp, 1 thread" in t:
+                t1 = t["fastmlp, 1 thread"]
+                rep.add("(e) b512, 1 thread", "fastmlp", t1, steps, fl * n_a, peak)
+                rep.check("(e) 2 threads vs 1 thread (b512)", f"{t1 / t_f:.2f}x", ">= 1.7x",
+                          t1 / t_f >= 1.7)
 
     # (b) iris-sized 4-10-10-3, batch 32: per-step overhead ---------------------------------------
     n_b = 150 * (40 if quick else 400)
     Xb = rng.normal(size=(n_b, 4)).astype(np.float32)
     yb = rng.integers(0, 3, n_b)
     steps_b = -(-n_b // 32)
-    run, _ = fastmlp_epoch_fn(IRIS_NET, Xb, yb, 32, n_threads=n_threads)
-    t_f = best_time(run, repeats)
+    fns = {"fastmlp": fastmlp_epoch_fn(IRIS_NET, Xb, yb, 32, n_threads=n_threads)[0],
+           "NumPy reference": fastmlp_epoch_fn(IRIS_NET, Xb[:4800], yb[:4800], 32,
+                                               device="numpy")[0],
+           "scikit-learn": sklearn_epoch_fn(IRIS_NET, Xb[:4800], yb[:4800], 32)}
+    if have_torch:
+        fns["PyTorch"] = torch_epoch_fn(IRIS_NET, Xb[:4800], yb[:4800], 32, 1)[0]
+    scale = {k: n_b / 4800 for k in fns if k != "fastmlp"}
+    t = interleaved_best(fns, repeats, scale=scale)
+    t_f, t_s = t["fastmlp"], t["scikit-learn"]
     rep.add("(b) 4-10-10-3 b32", "fastmlp", t_f, steps_b)
-    run, _ = fastmlp_epoch_fn(IRIS_NET, Xb[:4800], yb[:4800], 32, device="numpy")
-    rep.add("(b) 4-10-10-3 b32", "NumPy reference", best_time(run, 1) * n_b / 4800, steps_b,
+    rep.add("(b) 4-10-10-3 b32", "NumPy reference", t["NumPy reference"], steps_b,
             note=" (scaled)")
-    t_s = best_time(sklearn_epoch_fn(IRIS_NET, Xb[:4800], yb[:4800], 32), 1) * n_b / 4800
     rep.add("(b) 4-10-10-3 b32", "scikit-learn", t_s, steps_b, note=" (scaled)")
     us = t_f / steps_b * 1e6
     rep.check("(b) time per step", f"{us:.2f} us", "<= 3 us", us <= 3)
     rep.check("(b) vs scikit-learn", f"{t_s / t_f:.0f}x", ">= 50x", t_s / t_f >= 50)
     if have_torch:
-        run, _ = torch_epoch_fn(IRIS_NET, Xb[:4800], yb[:4800], 32, 1)
-        t_t = best_time(run, 1) * n_b / 4800
+        t_t = t["PyTorch"]
         rep.add("(b) 4-10-10-3 b32", "PyTorch", t_t, steps_b, note=" (scaled, 1 thread)")
         rep.check("(b) vs PyTorch", f"{t_t / t_f:.0f}x", ">= 100x", t_t / t_f >= 100)
 
     # (c) scikit-learn's defaults on full MNIST: hidden 100, adam, batch 200 ---------------------------
     n_c = X.shape[0]
-    t_c = time_fastmlp_sklearn_defaults(X, y, repeats)
-    rep.add(f"(c) sklearn defaults, {n_c} rows", "fastmlp", t_c[0], note=t_c[1])
-    t_sk = best_time(sklearn_epoch_fn((784, 100, 10), X, y, 200, solver="adam", momentum=0.9,
-                                      alpha=1e-4), 1 if not quick else 2)
-    rep.add(f"(c) sklearn defaults, {n_c} rows", "scikit-learn", t_sk)
-    rep.check("(c) vs scikit-learn per epoch", f"{t_sk / t_c[0]:.1f}x", ">= 4x",
-              t_sk / t_c[0] >= 4)
+    run_f, how = fastmlp_sklearn_defaults_fn(X, y)
+    t = interleaved_best({"fastmlp": run_f,
+                          "scikit-learn": sklearn_epoch_fn((784, 100, 10), X, y, 200,
+                                                           solver="adam", alpha=1e-4)},
+                         repeats, warmup=0 if not quick else 1)
+    rep.add(f"(c) sklearn defaults, {n_c} rows", "fastmlp", t["fastmlp"], note=how)
+    rep.add(f"(c) sklearn defaults, {n_c} rows", "scikit-learn", t["scikit-learn"])
+    ratio = t["scikit-learn"] / t["fastmlp"]
+    rep.check("(c) vs scikit-learn per epoch", f"{ratio:.1f}x", ">= 4x", ratio >= 4)
 
     # (d) predict 10,000 rows of 784-500-500-10 ---------------------------------------------------------
     n_d = 10000 if not quick else 2000
@@ -294,10 +324,7 @@ def run_all(quick=False, repeats=3, n_threads=None):
         rng.random((n_d, 784), dtype=np.float32)
     _, net = fastmlp_epoch_fn(MNIST_NET, Xd[:64], y[:64], 64, n_threads=n_threads)
     fl_d = flops_per_sample(MNIST_NET, train=False) * n_d
-    t_f = best_time(lambda: net.forward(Xd), repeats + 2)
-    rep.add(f"(d) predict {n_d} rows", "fastmlp", t_f, flops=fl_d, peak=peak)
-    frac = fl_d / t_f / 1e9 / peak
-    rep.check("(d) predict fraction of sgemm peak", f"{100 * frac:.0f}%", ">= 90%", frac >= 0.9)
+    fns = {"fastmlp": lambda: net.forward(Xd)}
     if have_torch:
         import torch
         _, model = torch_epoch_fn(MNIST_NET, Xd[:64], y[:64].astype(np.int64), 64, n_threads)
@@ -306,7 +333,14 @@ def run_all(quick=False, repeats=3, n_threads=None):
         def tpred():
             with torch.no_grad():
                 torch.softmax(model(Xt), dim=1)
-        t_t = best_time(tpred, repeats + 2)
+        fns["PyTorch"] = tpred
+    t = interleaved_best(fns, repeats + 4)
+    t_f = t["fastmlp"]
+    rep.add(f"(d) predict {n_d} rows", "fastmlp", t_f, flops=fl_d, peak=peak)
+    frac = fl_d / t_f / 1e9 / peak
+    rep.check("(d) predict fraction of sgemm peak", f"{100 * frac:.0f}%", ">= 90%", frac >= 0.9)
+    if have_torch:
+        t_t = t["PyTorch"]
         rep.add(f"(d) predict {n_d} rows", "PyTorch", t_t, flops=fl_d, peak=peak)
         rep.check("(d) predict vs PyTorch", f"{t_t / t_f:.2f}x", ">= 1.05x", t_t / t_f >= 1.05)
 
@@ -322,7 +356,7 @@ def run_all(quick=False, repeats=3, n_threads=None):
     return rep, dict(peak=peak, source=source, n_threads=n_threads, have_torch=have_torch)
 
 
-def time_fastmlp_sklearn_defaults(X, y, repeats):
+def fastmlp_sklearn_defaults_fn(X, y):
     """One epoch of scikit-learn's defaults through fastmlp.MLPClassifier (the drop-in),
     or through the engine with the same semantics when the front is unavailable."""
     try:
@@ -335,15 +369,14 @@ def time_fastmlp_sklearn_defaults(X, y, repeats):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 clf.fit(X, y)
-        return best_time(run, repeats), " (MLPClassifier)"
+        return run, " (MLPClassifier)"
     except ImportError:
         spec = NetworkSpec((784, 100, 10), ("relu", "softmax"), loss="categorical_crossentropy",
                            dtype="float32", l2=0.5e-4)
         net = make_network(spec, OptimizerSpec("adam", 1e-3, epsilon=1e-8))
         net.set_params(init_params(spec, seed=0))
         Xc, Yc, _ = validate_training_data(spec, X, y)
-        return best_time(lambda: net.train_epoch(Xc, Yc, batch_size=200, shuffle=True),
-                         repeats), " (engine)"
+        return (lambda: net.train_epoch(Xc, Yc, batch_size=200, shuffle=True)), " (engine)"
 
 
 def peak_memory_of_fit(X, y):

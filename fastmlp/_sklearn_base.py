@@ -554,7 +554,7 @@ class _BaseMLP(BaseEstimator):
 
         X_train, Y_train, sw_train = validate_training_data(
             net.spec, X_train, self._engine_targets(y_train), sw_train,
-            xp=_array_module(net))
+            xp=_array_module(net), check_finite=False)  # validate_data checked X and y
         n_samples = X_train.shape[0]
         sample_idx = np.arange(n_samples, dtype=int)
 
@@ -707,7 +707,8 @@ class _BaseMLP(BaseEstimator):
     # -------------------------------------------------------------------- lbfgs
     def _fit_lbfgs(self, net, X, y, sample_weight, val):
         X, Y, sw = validate_training_data(net.spec, X, self._engine_targets(y),
-                                          sample_weight, xp=_array_module(net))
+                                          sample_weight, xp=_array_module(net),
+                                          check_finite=False)  # validate_data checked X and y
         divisor = self._loss_divisor()
         sw_sum = float(X.shape[0] if sw is None else _to_host(sw).sum())
         offsets = net.spec.layer_offsets()

@@ -92,23 +92,25 @@ def make_network(spec: NetworkSpec, optimizer: OptimizerSpec = None, *, device=N
 
 
 def validate_training_data(spec: NetworkSpec, X, Y=None, sample_weight=None, *,
-                           copy=False, xp=np):
+                           copy=False, xp=np, check_finite=True):
     """Check and convert arrays once per fit, before the engine sees them.
 
     Returns ``(X, Y, sample_weight)``: ``X`` C-contiguous in the network dtype (no
     copy when it already is, unless ``copy``), ``Y`` as (n, n_outputs) in the dtype,
     or intp labels (n,) for categorical cross-entropy with 1-D integer ``Y``, and
     ``sample_weight`` as a (n,) array in the dtype or None.  Raises ValueError or
-    TypeError naming the argument for every problem.
+    TypeError naming the argument for every problem.  ``check_finite=False`` skips the
+    NaN/inf scan of X and Y for callers that have already made it (scikit-learn's
+    ``validate_data``): a pass over the data saved per fit.
     """
     dtype = np.dtype(spec.dtype)
-    X = _as_float_matrix(X, "X", dtype, xp, copy)
+    X = _as_float_matrix(X, "X", dtype, xp, copy, check_finite)
     n = X.shape[0]
     if X.shape[1] != spec.n_features:
         raise ValueError(f"X has {X.shape[1]} features per row; the network expects "
                          f"{spec.n_features}")
     if Y is not None:
-        Y = _as_targets(spec, Y, n, dtype, xp)
+        Y = _as_targets(spec, Y, n, dtype, xp, check_finite)
     if sample_weight is not None:
         sw = xp.asarray(sample_weight)
         if sw.dtype.kind not in "biuf":
@@ -124,7 +126,7 @@ def validate_training_data(spec: NetworkSpec, X, Y=None, sample_weight=None, *,
     return X, Y, sample_weight
 
 
-def _as_float_matrix(X, name, dtype, xp, copy):
+def _as_float_matrix(X, name, dtype, xp, copy, check_finite=True):
     if hasattr(X, "toarray") and not isinstance(X, np.ndarray):  # scipy.sparse
         X = X.toarray()
     X = xp.asarray(X)
@@ -138,7 +140,7 @@ def _as_float_matrix(X, name, dtype, xp, copy):
         X = X.astype(np.float32)  # float16 is widened, never computed in
     X = xp.array(X, dtype=dtype, order="C", copy=True) if copy else \
         xp.ascontiguousarray(X, dtype=dtype)
-    if not _all_finite(X, xp):
+    if check_finite and not _all_finite(X, xp):
         raise ValueError(f"{name} contains NaN or infinity")
     return X
 
@@ -154,7 +156,7 @@ def _all_finite(A, xp=np, chunk_rows=4096):
                for lo in range(0, flat.shape[0], chunk_rows))
 
 
-def _as_targets(spec, Y, n, dtype, xp):
+def _as_targets(spec, Y, n, dtype, xp, check_finite=True):
     Y = xp.asarray(Y)
     if Y.dtype.kind not in "biuf":
         raise TypeError(f"y must hold numbers (encode labels first); got dtype {Y.dtype}")
@@ -174,7 +176,7 @@ def _as_targets(spec, Y, n, dtype, xp):
     if Y.ndim != 2 or Y.shape[1] != spec.n_outputs:
         raise ValueError(f"y has shape {Y.shape}; expected ({n}, {spec.n_outputs})")
     Y = xp.ascontiguousarray(Y, dtype=dtype)
-    if not _all_finite(Y, xp):
+    if check_finite and not _all_finite(Y, xp):
         raise ValueError("y contains NaN or infinity")
     if spec.loss == "poisson" and bool((Y < 0).any()):
         raise ValueError("poisson loss needs y >= 0")
