@@ -44,6 +44,9 @@ uint64_t fm_mix64(uint64_t z);
 uint64_t fm_dropout_stream(uint64_t seed, uint64_t step, uint64_t layer);
 double fm_uniform(uint64_t stream, uint64_t e);
 
+/* out (n) OUT: a uniformly random permutation of 0..n-1, determined by (seed, epoch). */
+void fm_permutation(int64_t n, uint64_t seed, uint64_t epoch, int64_t *out);
+
 /* 1 when built with OpenMP. */
 int fm_openmp_enabled(void);
 

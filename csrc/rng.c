@@ -28,3 +28,28 @@ int fm_openmp_enabled(void)
     return 0;
 #endif
 }
+
+/* Row order of a shuffled epoch: Fisher-Yates driven by splitmix64 keyed by
+ * (seed, epoch); j is drawn uniformly in [0, i] by Lemire's multiply-shift with rejection.
+ * Every backend uses this one function, so all of them visit rows in the same order. */
+void fm_permutation(int64_t n, uint64_t seed, uint64_t epoch, int64_t *out)
+{
+    uint64_t state = fm_mix64(seed ^ fm_mix64(epoch + FM_GOLDEN));
+    for (int64_t i = 0; i < n; i++) out[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        const uint64_t range = (uint64_t)i + 1;
+        state += FM_GOLDEN;
+        __uint128_t m = (__uint128_t)fm_mix64(state) * range;
+        if ((uint64_t)m < range) { /* rare: reject the biased low end (one division) */
+            const uint64_t threshold = (uint64_t)(-range) % range;
+            while ((uint64_t)m < threshold) {
+                state += FM_GOLDEN;
+                m = (__uint128_t)fm_mix64(state) * range;
+            }
+        }
+        const int64_t j = (int64_t)(m >> 64);
+        const int64_t t = out[i];
+        out[i] = out[j];
+        out[j] = t;
+    }
+}

@@ -10,6 +10,7 @@ cdef extern from "fastmlp.h" nogil:
 
     uint64_t fm_dropout_stream(uint64_t seed, uint64_t step, uint64_t layer)
     int fm_openmp_enabled()
+    void fm_permutation(int64_t n, uint64_t seed, uint64_t epoch, int64_t *out)
 
     void bias_act_forward_f32(int64_t B, int64_t n, const float *Z, const float *bias, int act, float *A, int n_threads)
     void bias_act_forward_f64(int64_t B, int64_t n, const double *Z, const double *bias, int act, double *A, int n_threads)

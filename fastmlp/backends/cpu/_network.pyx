@@ -65,6 +65,16 @@ def set_shard_min_work(int64_t work):
     return previous
 
 
+def permutation(int64_t n, uint64_t seed, uint64_t epoch):
+    """A seeded permutation of range(n) as int64 (csrc/rng.c, Fisher-Yates on splitmix64)."""
+    out = np.empty(n, dtype=np.int64)
+    cdef int64_t[::1] o = out
+    if n > 0:
+        with nogil:
+            fm_permutation(n, seed, epoch, &o[0])
+    return out
+
+
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(fm_openmp_enabled())
