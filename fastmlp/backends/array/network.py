@@ -210,6 +210,10 @@ class ArrayNetwork(Network):
             dst[...] = src
         self.step = int(state["step"])
 
+    def _flush(self, state):
+        """State values below the smallest normal number become 0 (see base.py)."""
+        state[self.xp.abs(state) < np.finfo(self.dtype).tiny] = 0
+
     def _apply_update(self, grad):
         opt, xp, w = self.optimizer, self.xp, self._params
         if opt.clipnorm is not None:
@@ -222,6 +226,7 @@ class ArrayNetwork(Network):
             if opt.momentum > 0:
                 v = self._slots[0]
                 v[...] = opt.momentum * v - lr * grad
+                self._flush(v)
                 w += (opt.momentum * v - lr * grad) if opt.nesterov else v
             else:
                 w -= lr * grad
@@ -230,6 +235,8 @@ class ArrayNetwork(Network):
             t = self.step
             m[...] = opt.beta_1 * m + (1 - opt.beta_1) * grad
             v[...] = opt.beta_2 * v + (1 - opt.beta_2) * grad * grad
+            self._flush(m)
+            self._flush(v)
             bc2 = math.sqrt(1 - opt.beta_2 ** t)
             step_size = lr * bc2 / (1 - opt.beta_1 ** t)
             eps = opt.epsilon * (bc2 if opt.epsilon_style == "pytorch" else 1.0)
@@ -237,10 +244,12 @@ class ArrayNetwork(Network):
         elif opt.kind == "rmsprop":
             v = self._slots[0]
             v[...] = opt.rho * v + (1 - opt.rho) * grad * grad
+            self._flush(v)
             w -= lr * grad / xp.sqrt(v + opt.epsilon)
         elif opt.kind == "adagrad":
             a = self._slots[0]
             a += grad * grad
+            self._flush(a)
             w -= lr * grad / xp.sqrt(a + opt.epsilon)
 
     # ---- one batch -------------------------------------------------------------------
