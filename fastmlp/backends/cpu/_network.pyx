@@ -393,10 +393,10 @@ cdef void reduce_grads(NetC *s, int64_t lo, int64_t hi, int n_shards,
             g0[e] += gk[e]
 
 
-cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr,
+cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr, int nt,
                        floating *dummy) noexcept nogil:
     """The optimizer update of parameters [lo, hi) for update number s.step (already
-    counted).  No clipping here: sharded steps with clipnorm use apply_update."""
+    counted), with nt threads inside the kernels.  No clipping here (apply_update)."""
     cdef floating *w = (<floating *> s.params) + lo
     cdef floating *g = (<floating *> s.grads) + lo
     cdef floating *s0 = (<floating *> s.slot0) + lo if s.slot0 != NULL else NULL
@@ -405,28 +405,28 @@ cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr,
     cdef double t, bc2, step_size, eps
     if s.opt_kind == 0:
         if floating is float:
-            sgd_update_f32(n, w, g, s0, lr, s.momentum, s.nesterov, 1)
+            sgd_update_f32(n, w, g, s0, lr, s.momentum, s.nesterov, nt)
         else:
-            sgd_update_f64(n, w, g, s0, lr, s.momentum, s.nesterov, 1)
+            sgd_update_f64(n, w, g, s0, lr, s.momentum, s.nesterov, nt)
     elif s.opt_kind == 1:
         t = <double> s.step
         bc2 = sqrt(1.0 - pow(s.beta_2, t))
         step_size = lr * bc2 / (1.0 - pow(s.beta_1, t))
         eps = s.eps * bc2 if s.eps_pytorch else s.eps
         if floating is float:
-            adam_update_f32(n, w, g, s0, s1, step_size, s.beta_1, s.beta_2, eps, 1)
+            adam_update_f32(n, w, g, s0, s1, step_size, s.beta_1, s.beta_2, eps, nt)
         else:
-            adam_update_f64(n, w, g, s0, s1, step_size, s.beta_1, s.beta_2, eps, 1)
+            adam_update_f64(n, w, g, s0, s1, step_size, s.beta_1, s.beta_2, eps, nt)
     elif s.opt_kind == 2:
         if floating is float:
-            rmsprop_update_f32(n, w, g, s0, lr, s.rho, s.eps, 1)
+            rmsprop_update_f32(n, w, g, s0, lr, s.rho, s.eps, nt)
         else:
-            rmsprop_update_f64(n, w, g, s0, lr, s.rho, s.eps, 1)
+            rmsprop_update_f64(n, w, g, s0, lr, s.rho, s.eps, nt)
     else:
         if floating is float:
-            adagrad_update_f32(n, w, g, s0, lr, s.eps, 1)
+            adagrad_update_f32(n, w, g, s0, lr, s.eps, nt)
         else:
-            adagrad_update_f64(n, w, g, s0, lr, s.eps, 1)
+            adagrad_update_f64(n, w, g, s0, lr, s.eps, nt)
 
 
 cdef inline bint batch_is_sharded(NetC *s, int64_t b) noexcept nogil:
@@ -449,12 +449,9 @@ cdef inline double learning_rate_at(NetC *s, int64_t step) noexcept nogil:
 
 
 cdef void apply_update(NetC *s, floating *dummy) noexcept nogil:
-    """Clip (global norm), then one optimizer step over the flat buffer."""
-    cdef floating *w = <floating *> s.params
+    """Clip (global norm), then one optimizer step over the whole flat buffer."""
     cdef floating *g = <floating *> s.grads
-    cdef floating *s0 = <floating *> s.slot0
-    cdef floating *s1 = <floating *> s.slot1
-    cdef double norm, lr = learning_rate_at(s, s.step), t, bc2, step_size, eps
+    cdef double norm, lr = learning_rate_at(s, s.step)
     if s.clipnorm > 0:
         if floating is float:
             norm = sqrt(sum_squares_f32(s.n_params, g))
@@ -466,32 +463,7 @@ cdef void apply_update(NetC *s, floating *dummy) noexcept nogil:
             else:
                 scale_inplace_f64(s.n_params, g, s.clipnorm / norm)
     s.step += 1
-    if s.opt_kind == 0:
-        if floating is float:
-            sgd_update_f32(s.n_params, w, g, s0, lr, s.momentum, s.nesterov, s.n_threads)
-        else:
-            sgd_update_f64(s.n_params, w, g, s0, lr, s.momentum, s.nesterov, s.n_threads)
-    elif s.opt_kind == 1:
-        t = <double> s.step
-        bc2 = sqrt(1.0 - pow(s.beta_2, t))
-        step_size = lr * bc2 / (1.0 - pow(s.beta_1, t))
-        eps = s.eps * bc2 if s.eps_pytorch else s.eps
-        if floating is float:
-            adam_update_f32(s.n_params, w, g, s0, s1, step_size, s.beta_1, s.beta_2, eps,
-                            s.n_threads)
-        else:
-            adam_update_f64(s.n_params, w, g, s0, s1, step_size, s.beta_1, s.beta_2, eps,
-                            s.n_threads)
-    elif s.opt_kind == 2:
-        if floating is float:
-            rmsprop_update_f32(s.n_params, w, g, s0, lr, s.rho, s.eps, s.n_threads)
-        else:
-            rmsprop_update_f64(s.n_params, w, g, s0, lr, s.rho, s.eps, s.n_threads)
-    else:
-        if floating is float:
-            adagrad_update_f32(s.n_params, w, g, s0, lr, s.eps, s.n_threads)
-        else:
-            adagrad_update_f64(s.n_params, w, g, s0, lr, s.eps, s.n_threads)
+    update_slice(s, 0, s.n_params, lr, s.n_threads, dummy)
 
 
 cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcept nogil:
@@ -565,7 +537,7 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
             s.step += 1
             for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
                 update_slice(s, s.n_params * k // n_shards, s.n_params * (k + 1) // n_shards,
-                             lr_step, dummy)
+                             lr_step, 1, dummy)
         else:
             apply_update(s, dummy)
         s.loss_sum += (data_loss + penalty) * b
