@@ -9,7 +9,14 @@ buffers -> ``CPUNetwork`` (network.py), the thin Python class implementing
 Memory: parameters, gradients and optimizer state are each ONE flat buffer (for
 every layer, W (fan_in, fan_out) row-major then b); workspaces (activations, deltas,
 the gathered batch) are allocated once per batch capacity and reused: no allocation
-happens inside an epoch.
+happens inside an epoch.  Every buffer the small kernels touch has FASTMLP_SLACK zeroed
+elements after it (they read and write rows as whole vectors).
+
+Threads: a large batch of a narrow network is split into one shard per thread (each
+shard: its own workspace and gradient buffer, single-threaded BLAS); the shards'
+gradients are summed, then ONE update is applied.  Otherwise BLAS threads split each
+product.  The choice is a fixed rule (batch_is_sharded), never a timing, so results do not
+depend on the machine's load.
 """
 from libc.stdint cimport int64_t, uint64_t
 from libc.math cimport sqrt, pow, floor, isfinite
