@@ -454,10 +454,6 @@ class _BaseMLP(BaseEstimator):
     # --------------------------------------------------------------- stochastic
     def _new_optimizer(self):
         if self.solver == "sgd":
-            if self.momentum >= 1.0:
-                raise ValueError(
-                    "momentum=1.0 is not supported by fastmlp's engine (momentum must be "
-                    "in [0, 1)); use a value below 1")
             spec = OptimizerSpec(kind="sgd", learning_rate=float(self.learning_rate_init),
                                  momentum=float(self.momentum),
                                  nesterov=bool(self.nesterovs_momentum))

@@ -124,9 +124,8 @@ warm_start : bool, default=False
     otherwise erase the previous solution.
 
 momentum : float, default=0.9
-    Momentum for gradient descent update, in [0, 1). Only used when solver='sgd'.
-    (scikit-learn also accepts exactly 1.0; fastmlp's engine does not and raises
-    ValueError.)
+    Momentum for gradient descent update. Should be between 0 and 1. Only used when
+    solver='sgd'.
 
 nesterovs_momentum : bool, default=True
     Whether to use Nesterov's momentum. Only used when solver='sgd' and

@@ -249,7 +249,7 @@ def test_bad_network_spec(kwargs, match):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(kind="lbfgs"), "optimizer 'lbfgs'"), (dict(learning_rate=0.0), "learning_rate"),
-    (dict(learning_rate=float("nan")), "learning_rate"), (dict(momentum=1.0), "momentum"),
+    (dict(learning_rate=float("nan")), "learning_rate"), (dict(momentum=1.5), "momentum"),
     (dict(beta_2=1.5), "beta_2"), (dict(clipnorm=0.0), "clipnorm"),
     (dict(schedule="cosine"), "schedule"), (dict(decay_steps=0), "decay_steps")])
 def test_bad_optimizer_spec(kwargs, match):

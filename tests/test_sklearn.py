@@ -468,10 +468,17 @@ def test_device_and_threads():
             MLPRegressor(device="cuda").fit(X_REG, Y_REG)
 
 
-def test_momentum_one_is_refused_with_sgd():
-    # scikit-learn accepts momentum=1.0; the engine needs momentum < 1
-    with pytest.raises(ValueError, match="momentum=1.0"):
-        MLPRegressor(solver="sgd", momentum=1.0, device=DEVICE).fit(X_REG, Y_REG)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_momentum_one_trains_like_scikit_learn():
+    # scikit-learn accepts momentum in [0, 1]; so do we, with the same result
+    from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+    kw = dict(solver="sgd", momentum=1.0, max_iter=3, shuffle=False, random_state=0,
+              learning_rate_init=1e-3)
+    ours = MLPRegressor(device=DEVICE, **kw).fit(X_REG, Y_REG)
+    ref = SkMLPRegressor(**kw).fit(X_REG, Y_REG)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert ours.loss_ == pytest.approx(ref.loss_, rel=1e-9)
 
 
 def test_feature_names_kept_with_early_stopping():

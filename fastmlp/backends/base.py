@@ -262,8 +262,8 @@ class OptimizerSpec:
                              f"{OPTIMIZERS}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate={self.learning_rate!r} must be finite and > 0")
-        if not (0.0 <= self.momentum < 1.0):
-            raise ValueError(f"momentum={self.momentum!r} must be in [0, 1)")
+        if not (0.0 <= self.momentum <= 1.0):
+            raise ValueError(f"momentum={self.momentum!r} must be in [0, 1]")
         for name in ("beta_1", "beta_2", "rho"):
             v = getattr(self, name)
             if not (0.0 <= v < 1.0):
