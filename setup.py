@@ -64,7 +64,10 @@ def _openmp_flags(compiler):
 class BuildExt(build_ext):
     def build_extensions(self):
         omp = _openmp_flags(self.compiler)
-        if omp is None:
+        if omp is None and os.environ.get("FASTMLP_NO_OPENMP", "") not in ("", "0"):
+            print("fastmlp: building without OpenMP (FASTMLP_NO_OPENMP is set)",
+                  file=sys.stderr)
+        elif omp is None:
             warnings.warn(
                 "\n" + "*" * 78 + "\nfastmlp: the C compiler does not support OpenMP; "
                 "building WITHOUT it.\nElementwise loops will run on one thread "
