@@ -40,7 +40,7 @@ from .backends.base import NetworkSpec, OptimizerSpec
 from .callbacks import (CallbackList, EpochLogger, History, ProgressBar, _check_callbacks,
                         format_logs)
 from .initializers import init_params
-from .layers import Layer
+from .layers import Layer, _check_int
 from .layers import get as _get_layer_class
 
 __all__ = ["Model", "Sequential", "load_model"]
@@ -64,14 +64,6 @@ def _to_numpy(a):
     if hasattr(a, "get"):        # CuPy array
         return a.get()
     return np.asarray(a)
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r} must be >= {minimum}")
-    return int(value)
 
 
 def _check_verbose(verbose):

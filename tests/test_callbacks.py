@@ -14,14 +14,6 @@ from fastmlp import Dense, Model, callbacks, optimizers
 
 
 
-DEVICES = ["cpu", "numpy"]
-
-
-@pytest.fixture(params=DEVICES)
-def device(request):
-    return request.param
-
-
 def _data(n=60, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 4))

@@ -19,14 +19,6 @@ from fastmlp.callbacks import LambdaCallback
 
 
 
-DEVICES = ["cpu", "numpy"]
-
-
-@pytest.fixture(params=DEVICES)
-def device(request):
-    return request.param
-
-
 def _blobs(n=120, d=4, k=3, seed=0):
     rng = np.random.default_rng(seed)
     centers = rng.normal(scale=3.0, size=(k, d))

@@ -13,24 +13,6 @@ from fastmlp import Dense, Model, callbacks, optimizers, regularizers
 from fastmlp import model as model_module
 
 
-def _cpu_engine_available():
-    try:
-        from fastmlp.backends.cpu import CPUNetwork  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
-# TEMP-until-cpu-engine: "cpu" is skipped only while the compiled engine cannot be imported
-DEVICES = [pytest.param("cpu", marks=pytest.mark.skipif(
-    not _cpu_engine_available(), reason="the compiled CPU engine is not built")), "numpy"]
-
-
-@pytest.fixture(params=DEVICES)
-def device(request):
-    return request.param
-
-
 def _data(n=80, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 5))
