@@ -47,6 +47,37 @@ double fm_uniform(uint64_t stream, uint64_t e);
 /* out (n) OUT: a uniformly random permutation of 0..n-1, determined by (seed, epoch). */
 void fm_permutation(int64_t n, uint64_t seed, uint64_t epoch, int64_t *out);
 
+/* ---- tiny networks (tiny.c) ----------------------------------------------------------
+ * Networks whose every layer has at most FM_TINY_WIDTH units train through one fused
+ * pass (tiny_forward / tiny_backward in fastmlp_kernels.inc) instead of one kernel per
+ * product and activation.  fm_tiny_plan checks that a network qualifies (at most
+ * FM_TINY_MAX_LAYERS layers, hidden activations identity/relu/leaky_relu/tanh/sigmoid;
+ * any output activation, which the caller applies) and lays out its workspace (in
+ * elements of the network dtype, zeroed by the caller once): packed zero-padded weights,
+ * and, for up to `rows` rows, the hidden activations and two buffers of deltas. */
+#define FM_TINY_WIDTH 16
+#define FM_TINY_MAX_LAYERS 8
+typedef struct {
+    int64_t fan_in, fan_out;
+    int64_t w_off, b_off;   /* into the flat parameter / gradient buffers; b_off < 0: none */
+    int act;
+} fm_tiny_layer;
+typedef struct {
+    int n_layers;
+    fm_tiny_layer layers[FM_TINY_MAX_LAYERS];
+    /* workspace offsets (elements), V = FM_TINY_WIDTH: packed W (fan_in, V), bias (V) and
+     * W^T (fan_out, V) of each layer; hidden activations (n_layers - 1, rows, V); deltas
+     * (2, rows, V); size: the total */
+    int64_t wp_off[FM_TINY_MAX_LAYERS], bp_off[FM_TINY_MAX_LAYERS], wt_off[FM_TINY_MAX_LAYERS];
+    int64_t rows, h_off, d_off, size;
+} fm_tiny_net;
+/* 1 and net filled when the network qualifies (for batches of up to `rows` rows), else 0. */
+int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, int64_t rows);
+
+/* P (B, K) OUT = the softmax of the rows of Z (B, K) IN, K <= FM_TINY_WIDTH, as the float
+ * tiny pass computes it (a vector exp); both read/written as whole vectors (slack). */
+void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P);
+
 /* 1 when built with OpenMP. */
 int fm_openmp_enabled(void);
 

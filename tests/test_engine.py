@@ -425,5 +425,9 @@ def test_small_batches_are_not_split(rng):
     net = make_network(spec, device="cpu", n_threads=2)
     assert not net._engine.will_shard(32)
     assert not make_network(spec, device="cpu", n_threads=1)._engine.will_shard(10 ** 6)
+    # a wide layer: split only with at least 128 rows per thread
     wide = NetworkSpec((784, 500, 10), ("relu", "softmax"), loss="categorical_crossentropy")
-    assert not make_network(wide, device="cpu", n_threads=2)._engine.will_shard(512)
+    assert not make_network(wide, device="cpu", n_threads=2)._engine.will_shard(128)
+    assert not make_network(wide, device="cpu", n_threads=2)._engine.will_shard(255)
+    assert make_network(wide, device="cpu", n_threads=2)._engine.will_shard(256)
+    assert make_network(wide, device="cpu", n_threads=2)._engine.will_shard(512)

@@ -8,6 +8,17 @@ cdef extern from "fastmlp.h" nogil:
     enum:
         FM_SQUARED_ERROR, FM_BINARY_CE, FM_CATEGORICAL_CE, FM_POISSON
 
+    enum:
+        FM_TINY_WIDTH, FM_TINY_MAX_LAYERS
+    ctypedef struct fm_tiny_layer:
+        int64_t fan_in, fan_out, w_off, b_off
+        int act
+    ctypedef struct fm_tiny_net:
+        int n_layers
+        int64_t size
+    int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, int64_t rows)
+    void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P)
+
     uint64_t fm_dropout_stream(uint64_t seed, uint64_t step, uint64_t layer)
     int fm_openmp_enabled()
     void fm_permutation(int64_t n, uint64_t seed, uint64_t epoch, int64_t *out)
@@ -59,3 +70,8 @@ cdef extern from "fastmlp.h" nogil:
 
     void gather_rows_f32(int64_t B, int64_t d, const float *X, const int64_t *idx, float *out)
     void gather_rows_f64(int64_t B, int64_t d, const double *X, const int64_t *idx, double *out)
+
+    void tiny_forward_f32(const fm_tiny_net *net, int64_t B, const float *X, const float *params, float *tw, float *Z, float *P)
+    void tiny_forward_f64(const fm_tiny_net *net, int64_t B, const double *X, const double *params, double *tw, double *Z, double *P)
+    void tiny_backward_f32(const fm_tiny_net *net, int64_t B, const float *X, float *tw, const float *G, float *grads)
+    void tiny_backward_f64(const fm_tiny_net *net, int64_t B, const double *X, double *tw, const double *G, double *grads)

@@ -12,9 +12,9 @@ the gathered batch) are allocated once per batch capacity and reused: no allocat
 happens inside an epoch.  Every buffer the small kernels touch has FASTMLP_SLACK zeroed
 elements after it (they read and write rows as whole vectors).
 
-Threads: a large batch of a narrow network is split into one shard per thread (each
-shard: its own workspace and gradient buffer, single-threaded BLAS); the shards'
-gradients are summed, then ONE update is applied.  Otherwise BLAS threads split each
+Threads: a large batch of a narrow network (or a long batch of a wide one) is split into
+one shard per thread (each shard: its own workspace and gradient buffer, single-threaded
+BLAS); the shards' gradients are summed, then ONE update is applied.  Otherwise BLAS threads split each
 product.  The choice is a fixed rule (batch_is_sharded), never a timing, so results do not
 depend on the machine's load.
 """
@@ -34,12 +34,18 @@ cdef int64_t SMALL_GEMM_WORK = 32768
 # A batch is split over the threads only when it holds at least this many multiply-adds
 # (per forward pass); below, the fork/join costs more than it saves.
 cdef int64_t SHARD_MIN_WORK = 1 << 21
-# ... and only when no layer is wider than this: OpenBLAS splits products with wide
-# outputs well over its own threads, narrow ones badly (measured on 2 cores,
-# benchmarks/RESULTS.md: 784-100-10 b200 sharded 188 vs BLAS threads 155 GFLOP/s;
-# 784-500-500-10 b512 sharded 159 vs 224).  A fixed rule, never a timing, decides: the
-# result must not depend on the machine's mood (sharding changes the summation order).
+# ... and only when no layer is wider than this, or each thread gets at least
+# SHARD_WIDE_MIN_ROWS rows.  OpenBLAS splits a product with a narrow output badly over its
+# threads, and one with a wide output well only while the batch is short (measured on 2
+# cores, benchmarks/RESULTS.md: 784-100-10 b200 sharded 188 vs BLAS threads 155 GFLOP/s;
+# 784-500-500-10 b128 158 vs 175, b256 215 vs 202, b512 248-259 vs 232-241, b1024 265 vs
+# 226).  A fixed rule, never a timing, decides: the result must not depend on the
+# machine's mood (sharding changes the summation order).
 cdef int64_t SHARD_MAX_WIDTH = 256
+cdef int64_t SHARD_WIDE_MIN_ROWS = 128
+# Tiny networks (every layer at most FM_TINY_WIDTH units, no dropout, every product of a
+# batch at or below SMALL_GEMM_WORK) train through the fused pass of csrc/tiny_impl.inc.
+cdef bint TINY_ENABLED = True
 # Zeroed elements left after every buffer handed to the small kernels: they read rows as
 # whole vectors, up to 16 elements past a buffer's end (csrc/gemm_small_impl.inc).
 cdef enum:
@@ -69,6 +75,26 @@ def set_shard_min_work(int64_t work):
     global SHARD_MIN_WORK
     previous = SHARD_MIN_WORK
     SHARD_MIN_WORK = work
+    return previous
+
+
+def set_tiny_path(bint enabled):
+    """Use the fused pass for tiny networks when they qualify (default True; for benchmarks
+    and tests, which compare both paths; returns the previous value)."""
+    global TINY_ENABLED
+    previous = TINY_ENABLED
+    TINY_ENABLED = enabled
+    return bool(previous)
+
+
+def set_shard_rule(int64_t max_width, int64_t wide_min_rows):
+    """Set when a batch is split over the threads: always if no layer is wider than
+    max_width, else only with at least wide_min_rows rows per thread (for benchmarks and
+    tests; returns the previous pair)."""
+    global SHARD_MAX_WIDTH, SHARD_WIDE_MIN_ROWS
+    previous = (SHARD_MAX_WIDTH, SHARD_WIDE_MIN_ROWS)
+    SHARD_MAX_WIDTH = max_width
+    SHARD_WIDE_MIN_ROWS = wide_min_rows
     return previous
 
 
@@ -109,7 +135,7 @@ cdef struct ShardC:
 cdef struct NetC:
     int n_layers
     LayerC *layers
-    int64_t n_params, n_features, n_outputs, macs_per_row, max_fan_out
+    int64_t n_params, n_features, n_outputs, macs_per_row, max_fan_out, max_layer_macs
     int n_shards                        # threads a large batch is split over
     ShardC *shards                      # n_shards entries; shard 0 owns ws and grads
     int loss
@@ -125,6 +151,9 @@ cdef struct NetC:
     int64_t ws_rows
     int64_t xb_off, yb_off, wb_off      # workspace: gathered X, Y, w of a batch
     int64_t *lb                         # gathered labels (ws_rows)
+    bint tiny_shape                     # the network qualifies for the fused tiny pass
+    fm_tiny_net tiny                    # its plan (for ws_rows rows) ...
+    void *tw                            # ... and workspace, or NULL
     # optimizer
     int opt_kind, schedule
     double lr, momentum, beta_1, beta_2, eps, rho, clipnorm, decay_rate, decay_steps
@@ -362,6 +391,36 @@ cdef void shard_step(NetC *s, int k, int n_shards, const floating *xb, const flo
     backward_batch(s, sh, xb + r0 * d, r1 - r0, r0, True, False, nt, dummy)
 
 
+cdef inline bint batch_is_tiny(NetC *s, int64_t b) noexcept nogil:
+    """Train this batch through the fused pass of a tiny network?"""
+    return (TINY_ENABLED and s.tw != NULL and b <= s.ws_rows
+            and b * s.max_layer_macs <= SMALL_GEMM_WORK)
+
+
+cdef void tiny_step(NetC *s, const floating *xb, const floating *yb, const int64_t *lb,
+                    const floating *wb, int64_t b, double norm, floating *dummy) noexcept nogil:
+    """shard_step of a tiny network, one thread: the fused forward pass (hidden layers and
+    the output pre-activation), the general output activation and loss kernels, then the
+    fused backward pass, which writes every gradient."""
+    cdef ShardC *sh = &s.shards[0]
+    cdef floating *ws = <floating *> sh.ws
+    cdef LayerC *L = &s.layers[s.n_layers - 1]
+    if floating is float:  # the float pass computes a softmax output itself
+        tiny_forward_f32(&s.tiny, b, xb, <float *> s.params, <float *> s.tw, ws + L.z_off,
+                         ws + L.a_off if L.act == FM_SOFTMAX else NULL)
+        if L.act != FM_SOFTMAX:
+            bias_act_forward_f32(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
+    else:
+        tiny_forward_f64(&s.tiny, b, xb, <double *> s.params, <double *> s.tw, ws + L.z_off,
+                         NULL)
+        bias_act_forward_f64(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
+    sh.loss = output_loss(s, sh, b, yb, lb, wb, norm, s.track_metrics, 1, dummy)
+    if floating is float:
+        tiny_backward_f32(&s.tiny, b, xb, <float *> s.tw, ws + L.g_off, <float *> sh.grads)
+    else:
+        tiny_backward_f64(&s.tiny, b, xb, <double *> s.tw, ws + L.g_off, <double *> sh.grads)
+
+
 cdef void gather_batch(NetC *s, int64_t src, int64_t dst, int64_t rows,
                        floating *dummy) noexcept nogil:
     """Copy `rows` shuffled rows (order[src:src+rows]) of X, Y, labels and weights into the
@@ -438,9 +497,10 @@ cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr, int nt,
 
 cdef inline bint batch_is_sharded(NetC *s, int64_t b) noexcept nogil:
     """Split this batch over the threads?  Only when every thread gets enough work to pay
-    for the fork/join (tiny networks never are)."""
+    for the fork/join (tiny networks never are), and, for networks with a wide layer, enough
+    rows to beat BLAS's own split of each product."""
     return (s.n_shards > 1 and b >= 2 * s.n_shards and b * s.macs_per_row >= SHARD_MIN_WORK
-            and s.max_fan_out <= SHARD_MAX_WIDTH)
+            and (s.max_fan_out <= SHARD_MAX_WIDTH or b >= SHARD_WIDE_MIN_ROWS * s.n_shards))
 
 
 cdef inline double learning_rate_at(NetC *s, int64_t step) noexcept nogil:
@@ -521,6 +581,8 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
         if n_shards > 1:
             for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
                 shard_step(s, k, n_shards, xb, yb, lb, wb, b, norm, 1, dummy)
+        elif batch_is_tiny(s, b):
+            tiny_step(s, xb, yb, lb, wb, b, norm, dummy)
         else:
             shard_step(s, 0, 1, xb, yb, lb, wb, b, norm, s.n_threads, dummy)
         data_loss = 0.0
@@ -608,7 +670,7 @@ cdef class Engine:
     """
     cdef NetC s
     cdef object _layers_arr, _params, _grads, _slots, _ws, _lb
-    cdef object _shards_arr, _shard_ws, _shard_grads
+    cdef object _shards_arr, _shard_ws, _shard_grads, _tw
     cdef int64_t _ws_size
     cdef object _epoch_refs
     cdef readonly bint is_f32
@@ -644,9 +706,16 @@ cdef class Engine:
         self.s.n_params = off
         self.s.macs_per_row = 0
         self.s.max_fan_out = 0
+        self.s.max_layer_macs = 0
         for l in range(n_layers):
             self.s.macs_per_row += self.s.layers[l].fan_in * self.s.layers[l].fan_out
             self.s.max_fan_out = max(self.s.max_fan_out, self.s.layers[l].fan_out)
+            self.s.max_layer_macs = max(self.s.max_layer_macs,
+                                        self.s.layers[l].fan_in * self.s.layers[l].fan_out)
+        self._tw = None
+        self.s.tw = NULL
+        self.s.tiny_shape = (self._plan_tiny(1) and
+                             all(self.s.layers[l].rate == 0 for l in range(n_layers)))
         self.s.n_features = layer_sizes[0]
         self.s.n_outputs = layer_sizes[n_layers]
         self.s.loss = LOSS_CODES[loss]
@@ -668,6 +737,31 @@ cdef class Engine:
         self.s.n = 0
         self.s.done = 0
         self._set_shards(n_threads)
+
+    cdef bint _plan_tiny(self, int64_t rows):
+        """Fill s.tiny for batches of `rows` rows; False when the network is not tiny."""
+        cdef fm_tiny_layer tl[FM_TINY_MAX_LAYERS]
+        cdef int l
+        if self.s.n_layers > FM_TINY_MAX_LAYERS:
+            return False
+        for l in range(self.s.n_layers):
+            tl[l].fan_in = self.s.layers[l].fan_in
+            tl[l].fan_out = self.s.layers[l].fan_out
+            tl[l].w_off = self.s.layers[l].w_off
+            tl[l].b_off = self.s.layers[l].b_off
+            tl[l].act = self.s.layers[l].act
+        return fm_tiny_plan(&self.s.tiny, self.s.n_layers, tl, rows) == 1
+
+    @property
+    def tiny_network(self):
+        """True when this network trains through the fused tiny pass (batches whose every
+        product is small enough; see batch_is_tiny)."""
+        return bool(self.s.tiny_shape)
+
+    def will_use_tiny_path(self, int64_t batch_size):
+        """True when batches of this size go through the fused tiny pass."""
+        self.ensure_workspace(batch_size)
+        return bool(batch_is_tiny(&self.s, batch_size))
 
     def _set_shards(self, int n_threads):
         """One shard per thread (1 without OpenMP); shard 0 owns ws and grads."""
@@ -729,7 +823,8 @@ cdef class Engine:
     @property
     def workspace_nbytes(self):
         """Bytes of all workspaces and per-thread gradient buffers."""
-        total = sum(w.nbytes for w in self._shard_ws)
+        total = sum(w.nbytes for w in self._shard_ws) + (self._tw.nbytes if self._tw is not None
+                                                           else 0)
         return total + sum(g.nbytes for g in self._shard_grads[1:])
 
     def ensure_workspace(self, int64_t rows):
@@ -763,6 +858,9 @@ cdef class Engine:
         off += rows + FASTMLP_SLACK
         self._ws = np.zeros(off, dtype=self.dtype)
         self._ws_size = off
+        if self.s.tiny_shape and self._plan_tiny(rows):
+            self._tw = np.zeros(self.s.tiny.size + FASTMLP_SLACK, dtype=self.dtype)
+            self.s.tw = <void *> <size_t> self._tw.ctypes.data
         self._lb = np.empty(rows, dtype=np.int64)
         self.s.ws = <void *> <size_t> self._ws.ctypes.data
         self.s.lb = <int64_t *> <size_t> self._lb.ctypes.data
@@ -973,3 +1071,18 @@ def kernel_small_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B):
         else:
             gemm_nt_small_f64(M, N, K, &A[0, 0], &B[0, 0], &C[0, 0])
     return out
+
+
+def kernel_tiny_softmax(float[:, ::1] Z):
+    """The softmax of the float tiny pass (vector exp) of Z (B, K <= 16), as a new array."""
+    cdef int64_t B = Z.shape[0], K = Z.shape[1]
+    if not 1 <= K <= FM_TINY_WIDTH:
+        raise ValueError(f"K must be in [1, {FM_TINY_WIDTH}]; got {K}")
+    zs = np.zeros(B * K + FASTMLP_SLACK, dtype=np.float32)
+    zs[:B * K] = np.asarray(Z).ravel()
+    ps = np.zeros(B * K + FASTMLP_SLACK, dtype=np.float32)
+    cdef float[::1] z = zs
+    cdef float[::1] p = ps
+    if B > 0:
+        fm_tiny_softmax_f32(B, K, &z[0], &p[0])
+    return ps[:B * K].reshape(B, K)
