@@ -431,3 +431,21 @@ def test_small_batches_are_not_split(rng):
     assert not make_network(wide, device="cpu", n_threads=2)._engine.will_shard(255)
     assert make_network(wide, device="cpu", n_threads=2)._engine.will_shard(256)
     assert make_network(wide, device="cpu", n_threads=2)._engine.will_shard(512)
+
+
+def test_prediction_split_over_threads_matches_reference(rng):
+    # a prediction big enough to be split over 2 threads (rows are independent), with a
+    # row count that does not divide evenly and chunks larger than the workspace
+    spec = NetworkSpec((30, 64, 32, 4), ("relu", "tanh", "softmax"),
+                       loss="categorical_crossentropy")
+    X = rng.normal(size=(9001, 30))
+    outs = []
+    for device, n_threads in (("cpu", 2), ("cpu", 1), ("numpy", 1)):
+        net = make_network(spec, device=device, n_threads=n_threads)
+        net.set_params(init_params(spec, seed=1))
+        if device == "cpu":
+            assert net._engine.will_shard_prediction(9001) == (n_threads == 2)
+            assert not net._engine.will_shard_prediction(3)
+        outs.append(net.forward(X))
+    np.testing.assert_allclose(outs[0], outs[2], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(outs[1], outs[2], rtol=1e-12, atol=1e-15)

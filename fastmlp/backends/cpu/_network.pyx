@@ -14,9 +14,15 @@ elements after it (they read and write rows as whole vectors).
 
 Threads: a large batch of a narrow network (or a long batch of a wide one) is split into
 one shard per thread (each shard: its own workspace and gradient buffer, single-threaded
-BLAS); the shards' gradients are summed, then ONE update is applied.  Otherwise BLAS threads split each
-product.  The choice is a fixed rule (batch_is_sharded), never a timing, so results do not
-depend on the machine's load.
+BLAS); the shards' gradients are summed, then ONE update is applied.  Otherwise BLAS
+threads split each product.  Predictions are split by rows the same way (nothing to sum).
+The choice is a fixed rule (batch_is_sharded, predict_is_sharded), never a timing, so
+results do not depend on the machine's load.
+
+Tiny networks (every layer at most FM_TINY_WIDTH units, no dropout) train through one
+fused pass (csrc/tiny_impl.inc: zero-padded weights, one vector per row) instead of a
+kernel call per product and activation; the output activation and loss stay the general
+kernels' (float softmax excepted).  batch_is_tiny decides, per batch.
 """
 from libc.stdint cimport int64_t, uint64_t
 from libc.math cimport sqrt, pow, floor, isfinite
@@ -647,19 +653,37 @@ cdef double full_batch_impl(NetC *s, const floating *X, const floating *Y,
     return data_loss + (penalty if include_penalty else 0.0)
 
 
-cdef void predict_impl(NetC *s, const floating *X, int64_t n, floating *out,
-                       floating *dummy) noexcept nogil:
-    """out (n, n_outputs) = the network's outputs for X (n, n_features)."""
-    cdef int64_t lo, b, e, d = s.n_features, K = s.n_outputs
-    cdef floating *ws = <floating *> s.shards[0].ws
+cdef void predict_rows(NetC *s, ShardC *sh, const floating *X, int64_t lo, int64_t hi,
+                       floating *out, int nt, floating *dummy) noexcept nogil:
+    """out rows [lo, hi) = the network's outputs for X rows [lo, hi), in chunks of the
+    workspace capacity, through shard sh's workspace."""
+    cdef int64_t b, e, d = s.n_features, K = s.n_outputs
+    cdef floating *ws = <floating *> sh.ws
     cdef LayerC *L = &s.layers[s.n_layers - 1]
-    lo = 0
-    while lo < n:
-        b = s.ws_rows if lo + s.ws_rows <= n else n - lo
-        forward_batch(s, &s.shards[0], X + lo * d, b, lo, False, s.n_threads, dummy)
+    while lo < hi:
+        b = s.ws_rows if lo + s.ws_rows <= hi else hi - lo
+        forward_batch(s, sh, X + lo * d, b, lo, False, nt, dummy)
         for e in range(b * K):
             out[lo * K + e] = ws[L.a_off + e]
         lo += b
+
+
+cdef inline bint predict_is_sharded(NetC *s, int64_t n) noexcept nogil:
+    """Split a prediction over the threads (rows are independent: nothing to reduce), each
+    with single-threaded BLAS?  Only when every thread gets enough work."""
+    return s.n_shards > 1 and n >= 2 * s.n_shards and n * s.macs_per_row >= SHARD_MIN_WORK
+
+
+cdef void predict_impl(NetC *s, const floating *X, int64_t n, floating *out,
+                       floating *dummy) noexcept nogil:
+    """out (n, n_outputs) = the network's outputs for X (n, n_features)."""
+    cdef int k, n_shards = s.n_shards if predict_is_sharded(s, n) else 1
+    if n_shards > 1:
+        for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
+            predict_rows(s, &s.shards[k], X, n * k // n_shards, n * (k + 1) // n_shards, out,
+                         1, dummy)
+    else:
+        predict_rows(s, &s.shards[0], X, 0, n, out, s.n_threads, dummy)
 
 
 # ---------------------------------------------------------------------------------------
@@ -976,6 +1000,11 @@ cdef class Engine:
                                                <double *> pw, n, want_grad, include_penalty,
                                                NULL)
         return loss
+
+    def will_shard_prediction(self, int64_t n):
+        """True when a prediction of n rows is split over the threads (each thread then
+        calls BLAS single-threaded)."""
+        return bool(predict_is_sharded(&self.s, n))
 
     def predict(self, X, out):
         cdef int64_t n = X.shape[0]

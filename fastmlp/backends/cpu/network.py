@@ -207,7 +207,9 @@ class CPUNetwork(Network):
         from .. import _check_engine_arrays
         X = _check_engine_arrays(self.spec, X, None, None, 1, None)[0]
         out = np.empty((X.shape[0], self.spec.n_outputs), dtype=self.dtype)
-        with blas_threads(self._engine.n_threads):
+        # rows split over the threads call BLAS single-threaded in each thread
+        sharded = self._engine.will_shard_prediction(X.shape[0])
+        with blas_threads(1 if sharded else self._engine.n_threads):
             self._engine.predict(X, out)
         return out
 
