@@ -397,10 +397,14 @@ cdef void shard_step(NetC *s, int k, int n_shards, const floating *xb, const flo
     backward_batch(s, sh, xb + r0 * d, r1 - r0, r0, True, False, nt, dummy)
 
 
+cdef inline bint tiny_batch_fits(NetC *s, int64_t b) noexcept nogil:
+    """Does a batch of b rows qualify for the fused pass of a tiny network?"""
+    return TINY_ENABLED and s.tiny_shape and b * s.max_layer_macs <= SMALL_GEMM_WORK
+
+
 cdef inline bint batch_is_tiny(NetC *s, int64_t b) noexcept nogil:
-    """Train this batch through the fused pass of a tiny network?"""
-    return (TINY_ENABLED and s.tw != NULL and b <= s.ws_rows
-            and b * s.max_layer_macs <= SMALL_GEMM_WORK)
+    """Train this batch through the fused pass (it qualifies, and the workspace is there)?"""
+    return tiny_batch_fits(s, b) and s.tw != NULL and b <= s.ws_rows
 
 
 cdef void tiny_step(NetC *s, const floating *xb, const floating *yb, const int64_t *lb,
@@ -501,12 +505,18 @@ cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr, int nt,
             adagrad_update_f64(n, w, g, s0, lr, s.eps, nt)
 
 
+cdef inline bint split_pays(NetC *s, int64_t b) noexcept nogil:
+    """Does every thread get enough of these b rows to pay for the fork/join (tiny networks
+    never do)?"""
+    return s.n_shards > 1 and b >= 2 * s.n_shards and b * s.macs_per_row >= SHARD_MIN_WORK
+
+
 cdef inline bint batch_is_sharded(NetC *s, int64_t b) noexcept nogil:
-    """Split this batch over the threads?  Only when every thread gets enough work to pay
-    for the fork/join (tiny networks never are), and, for networks with a wide layer, enough
-    rows to beat BLAS's own split of each product."""
-    return (s.n_shards > 1 and b >= 2 * s.n_shards and b * s.macs_per_row >= SHARD_MIN_WORK
-            and (s.max_fan_out <= SHARD_MAX_WIDTH or b >= SHARD_WIDE_MIN_ROWS * s.n_shards))
+    """Split this training batch over the threads?  When the split pays, and, for networks
+    with a wide layer, each thread gets enough rows to beat BLAS's own split of each
+    product."""
+    return split_pays(s, b) and (s.max_fan_out <= SHARD_MAX_WIDTH
+                                 or b >= SHARD_WIDE_MIN_ROWS * s.n_shards)
 
 
 cdef inline double learning_rate_at(NetC *s, int64_t step) noexcept nogil:
@@ -670,8 +680,8 @@ cdef void predict_rows(NetC *s, ShardC *sh, const floating *X, int64_t lo, int64
 
 cdef inline bint predict_is_sharded(NetC *s, int64_t n) noexcept nogil:
     """Split a prediction over the threads (rows are independent: nothing to reduce), each
-    with single-threaded BLAS?  Only when every thread gets enough work."""
-    return s.n_shards > 1 and n >= 2 * s.n_shards and n * s.macs_per_row >= SHARD_MIN_WORK
+    with single-threaded BLAS?  Whenever the split pays."""
+    return split_pays(s, n)
 
 
 cdef void predict_impl(NetC *s, const floating *X, int64_t n, floating *out,
@@ -784,8 +794,7 @@ cdef class Engine:
 
     def will_use_tiny_path(self, int64_t batch_size):
         """True when batches of this size go through the fused tiny pass."""
-        self.ensure_workspace(batch_size)
-        return bool(batch_is_tiny(&self.s, batch_size))
+        return bool(tiny_batch_fits(&self.s, batch_size))
 
     def _set_shards(self, int n_threads):
         """One shard per thread (1 without OpenMP); shard 0 owns ws and grads."""
