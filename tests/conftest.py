@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from fastmlp.backends import HAS_CUPY
+from fastmlp.datasets import find_mnist
 
 #: the backends every engine test runs on; "cuda" only where a GPU exists
 BACKENDS = ["cpu", "numpy"] + (["cuda"] if HAS_CUPY else [])
@@ -16,3 +17,17 @@ def device(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def mnist_path():
+    """The MNIST file the tests may read, or a skip that says why there is none (tests never
+    download)."""
+    try:
+        path = find_mnist()
+    except FileNotFoundError as exc:
+        pytest.skip(f"no MNIST file: {exc}")
+    if path is None:
+        pytest.skip("no MNIST file available (set FASTMLP_DATA to mnist.npz); "
+                    "tests never download")
+    return path

@@ -169,20 +169,8 @@ def test_verify_rejects_a_non_canonical_file(tmp_path):
 
 
 # -------------------------------------------------------------------- real MNIST
-def _real_mnist_or_skip():
-    try:
-        path = find_mnist()
-    except FileNotFoundError as exc:
-        pytest.skip(f"no MNIST file: {exc}")
-    if path is None:
-        pytest.skip("no MNIST file available (set FASTMLP_DATA to mnist.npz); "
-                    "tests never download")
-    return path
-
-
-def test_real_mnist_file():
-    path = _real_mnist_or_skip()
-    (X_train, y_train), (X_test, y_test) = load_mnist(path, verify=True)
+def test_real_mnist_file(mnist_path):
+    (X_train, y_train), (X_test, y_test) = load_mnist(mnist_path, verify=True)
     assert X_train.shape == (60000, 784) and X_test.shape == (10000, 784)
     assert X_train.dtype == np.uint8 and X_train.max() == 255
     assert set(np.unique(y_train)) == set(range(10))

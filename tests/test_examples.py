@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.datasets import find_mnist
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,15 +26,6 @@ def load_example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def require_mnist():
-    try:
-        found = find_mnist()
-    except FileNotFoundError as exc:
-        pytest.skip(f"no MNIST file: {exc}")
-    if found is None:
-        pytest.skip("no MNIST file (set FASTMLP_DATA to mnist.npz); tests never download")
 
 
 def assert_png(path):
@@ -74,9 +64,9 @@ def test_02_circles(tmp_path):
     assert_png(result["plot"])
 
 
-def test_03_mnist(tmp_path):
+def test_03_mnist(tmp_path, request):
     pytest.importorskip("matplotlib", reason="the plots need matplotlib (fastmlp[plot])")
-    require_mnist()
+    request.getfixturevalue("mnist_path")  # skips, saying why, without an MNIST file
     result = load_example("03_mnist").main(quick=True, output_dir=tmp_path, device=DEVICE)
     rows = {r["model"]: r for r in result["rows"]}
     assert rows["logistic regression"]["params"] == 7850
@@ -101,12 +91,12 @@ def test_05_kfold_and_spec(capsys):
     assert "Total params: 641" in capsys.readouterr().out   # 30*16+16 + 16*8+8 + 8+1
 
 
-def test_06_mnist_cuda(capsys):
+def test_06_mnist_cuda(capsys, request):
     example = load_example("06_mnist_cuda")
     if not fastmlp.HAS_CUPY:
         assert example.main(quick=True) is None
         assert "skipping: no usable GPU" in capsys.readouterr().out
         return
-    require_mnist()
+    request.getfixturevalue("mnist_path")  # skips, saying why, without an MNIST file
     rows = example.main(quick=True)
     assert rows["cuda"]["test_accuracy"] >= 0.85
