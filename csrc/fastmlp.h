@@ -78,6 +78,14 @@ int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, in
  * tiny pass computes it (a vector exp); both read/written as whole vectors (slack). */
 void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P);
 
+/* ---- direct products (gemm_direct.c) -------------------------------------------------
+ * 1 when the AVX-512 kernels of direct_gemm / direct_gemm_nt run on this CPU (decided once
+ * from its features); the engine uses them for short batches only then.
+ * fm_direct_set_enabled(0) makes them fall back to the naive references (tests,
+ * benchmarks), (1) restores the CPU's answer; returns the previous availability. */
+int fm_direct_available(void);
+int fm_direct_set_enabled(int enabled);
+
 /* 1 when built with OpenMP. */
 int fm_openmp_enabled(void);
 

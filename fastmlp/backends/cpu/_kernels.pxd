@@ -19,6 +19,9 @@ cdef extern from "fastmlp.h" nogil:
     int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, int64_t rows)
     void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P)
 
+    int fm_direct_available()
+    int fm_direct_set_enabled(int enabled)
+
     uint64_t fm_dropout_stream(uint64_t seed, uint64_t step, uint64_t layer)
     int fm_openmp_enabled()
     void fm_permutation(int64_t n, uint64_t seed, uint64_t epoch, int64_t *out)
@@ -75,3 +78,12 @@ cdef extern from "fastmlp.h" nogil:
     void tiny_forward_f64(const fm_tiny_net *net, int64_t B, const double *X, const double *params, double *tw, double *Z, double *P)
     void tiny_backward_f32(const fm_tiny_net *net, int64_t B, const float *X, float *tw, const float *G, float *grads)
     void tiny_backward_f64(const fm_tiny_net *net, int64_t B, const double *X, double *tw, const double *G, double *grads)
+
+    void direct_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_rs, int64_t a_cs, const float *B, float beta, float *C, int n_threads)
+    void direct_gemm_f64(int64_t M, int64_t N, int64_t K, const double *A, int64_t a_rs, int64_t a_cs, const double *B, double beta, double *C, int n_threads)
+    void direct_gemm_nt_f32(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C, int n_threads)
+    void direct_gemm_nt_f64(int64_t M, int64_t N, int64_t K, const double *A, const double *B, double *C, int n_threads)
+    void direct_gemm_naive_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_rs, int64_t a_cs, const float *B, float beta, float *C)
+    void direct_gemm_naive_f64(int64_t M, int64_t N, int64_t K, const double *A, int64_t a_rs, int64_t a_cs, const double *B, double beta, double *C)
+    void direct_gemm_nt_naive_f32(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C)
+    void direct_gemm_nt_naive_f64(int64_t M, int64_t N, int64_t K, const double *A, const double *B, double *C)

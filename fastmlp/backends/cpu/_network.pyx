@@ -52,6 +52,13 @@ cdef int64_t SHARD_WIDE_MIN_ROWS = 128
 # Tiny networks (every layer at most FM_TINY_WIDTH units, no dropout, every product of a
 # batch at or below SMALL_GEMM_WORK) train through the fused pass of csrc/tiny_impl.inc.
 cdef bint TINY_ENABLED = True
+# Batches of at most this many rows multiply through the direct kernels (where the CPU has
+# AVX-512; csrc/gemm_direct_impl.inc), which read W in place: BLAS packs W on every call,
+# which for short batches costs about as much as the arithmetic (benchmarks/RESULTS.md).
+cdef int64_t DIRECT_MAX_ROWS = 64
+# With direct products, the optimizer update of a network of at least this many parameters
+# is split over the threads.
+cdef int64_t DIRECT_SPLIT_UPDATE_MIN = 1 << 16
 # Zeroed elements left after every buffer handed to the small kernels: they read rows as
 # whole vectors, up to 16 elements past a buffer's end (csrc/gemm_small_impl.inc).
 cdef enum:
@@ -91,6 +98,21 @@ def set_tiny_path(bint enabled):
     previous = TINY_ENABLED
     TINY_ENABLED = enabled
     return bool(previous)
+
+
+def set_direct_max_rows(int64_t rows):
+    """Set the batch rows up to which products use the direct kernels instead of BLAS (0:
+    never; for benchmarks and tests; returns the previous value)."""
+    global DIRECT_MAX_ROWS
+    previous = DIRECT_MAX_ROWS
+    DIRECT_MAX_ROWS = rows
+    return previous
+
+
+def direct_kernels_available():
+    """True when the CPU runs the direct kernels' AVX-512 code (else the engine keeps BLAS
+    for every product above the small-kernel size)."""
+    return bool(fm_direct_available())
 
 
 def set_shard_rule(int64_t max_width, int64_t wide_min_rows):
@@ -178,40 +200,62 @@ cdef struct NetC:
 
 
 # ---------------------------------------------------------------------------------------
-# matrix products: small C kernels below SMALL_GEMM_WORK, BLAS above
+# matrix products: small C kernels below SMALL_GEMM_WORK; above it, the direct kernels
+# (csrc/gemm_direct_impl.inc, W read in place) for short batches, else BLAS.  `rows` is
+# the batch's row count of the product, nt the threads it may use.
+cdef inline bint use_direct(int64_t rows) noexcept nogil:
+    """Do products of a batch of this many rows go to the direct kernels?"""
+    return rows <= DIRECT_MAX_ROWS and fm_direct_available()
+
+
 cdef inline void mm_nn(int64_t M, int64_t N, int64_t K, const floating *A,
-                       const floating *B, floating *C) noexcept nogil:
-    """C (M, N) = A (M, K) @ B (K, N)."""
+                       const floating *B, floating *C, int nt) noexcept nogil:
+    """C (M, N) = A (M, K) @ B (K, N); M is the batch."""
     if M * N * K <= SMALL_GEMM_WORK:
         if floating is float:
             gemm_nn_small_f32(M, N, K, A, B, 0, C)
         else:
             gemm_nn_small_f64(M, N, K, A, B, 0, C)
+    elif use_direct(M):
+        if floating is float:
+            direct_gemm_f32(M, N, K, A, K, 1, B, 0, C, nt)
+        else:
+            direct_gemm_f64(M, N, K, A, K, 1, B, 0, C, nt)
     else:
         gemm(False, False, <int> M, <int> N, <int> K, 1, A, <int> K, B, <int> N, 0, C, <int> N)
 
 
 cdef inline void mm_tn(int64_t M, int64_t N, int64_t K, const floating *A,
-                       const floating *B, floating beta, floating *C) noexcept nogil:
-    """C (M, N) = A^T @ B + beta C, with A (K, M) and B (K, N)."""
+                       const floating *B, floating beta, floating *C, int nt) noexcept nogil:
+    """C (M, N) = A^T @ B + beta C, with A (K, M) and B (K, N); K is the batch."""
     if M * N * K <= SMALL_GEMM_WORK:
         if floating is float:
             gemm_tn_small_f32(M, N, K, A, B, beta, C)
         else:
             gemm_tn_small_f64(M, N, K, A, B, beta, C)
+    elif use_direct(K):
+        if floating is float:
+            direct_gemm_f32(M, N, K, A, 1, M, B, beta, C, nt)
+        else:
+            direct_gemm_f64(M, N, K, A, 1, M, B, beta, C, nt)
     else:
         gemm(True, False, <int> M, <int> N, <int> K, 1, A, <int> M, B, <int> N, beta, C,
              <int> N)
 
 
 cdef inline void mm_nt(int64_t M, int64_t N, int64_t K, const floating *A,
-                       const floating *B, floating *C) noexcept nogil:
-    """C (M, N) = A (M, K) @ B^T, with B (N, K)."""
+                       const floating *B, floating *C, int nt) noexcept nogil:
+    """C (M, N) = A (M, K) @ B^T, with B (N, K); M is the batch."""
     if M * N * K <= SMALL_GEMM_WORK:
         if floating is float:
             gemm_nt_small_f32(M, N, K, A, B, C)
         else:
             gemm_nt_small_f64(M, N, K, A, B, C)
+    elif use_direct(M):
+        if floating is float:
+            direct_gemm_nt_f32(M, N, K, A, B, C, nt)
+        else:
+            direct_gemm_nt_f64(M, N, K, A, B, C, nt)
     else:
         gemm(False, True, <int> M, <int> N, <int> K, 1, A, <int> K, B, <int> K, 0, C, <int> N)
 
@@ -260,7 +304,7 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
                 # z holds the biased pre-activation (and, when z is a, the activation too)
                 bias = NULL
         if not done:
-            mm_nn(b, L.fan_out, L.fan_in, inp, params + L.w_off, z)
+            mm_nn(b, L.fan_out, L.fan_in, inp, params + L.w_off, z, nt)
         if not (done and z == a):
             if z != a and bias != NULL:
                 # Z is kept (gelu, output layer): it must hold the true pre-activation
@@ -325,7 +369,7 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
         L = &s.layers[l]
         # dW (fan_in, fan_out) = input^T (fan_in, b) @ dZ (b, fan_out)
         mm_tn(L.fan_in, L.fan_out, b, layer_input(s, sh, l, x, training), ws + L.g_off,
-              1 if accumulate else 0, grads + L.w_off)
+              1 if accumulate else 0, grads + L.w_off, nt)
         if L.b_off >= 0:
             if floating is float:
                 if not column_sums_small_f32(b, L.fan_out, ws + L.g_off, grads + L.b_off,
@@ -340,7 +384,7 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
         # dA_prev (b, fan_in) = dZ (b, fan_out) @ W^T
         P = &s.layers[l - 1]
         dprev = ws + P.g_off
-        mm_nt(b, L.fan_in, L.fan_out, ws + L.g_off, params + L.w_off, dprev)
+        mm_nt(b, L.fan_in, L.fan_out, ws + L.g_off, params + L.w_off, dprev, nt)
         if floating is float:
             if P.d_off >= 0 and training:
                 dropout_backward_f32(b, P.fan_out, P.rate,
@@ -566,7 +610,7 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
     cdef const int64_t *lb
     cdef int64_t steps = 0, lo, b, i, e, d = s.n_features, K = s.n_outputs
     cdef double norm, data_loss, penalty, lr_step
-    cdef int k, n_shards, j
+    cdef int k, n_shards, n_update, j
     while s.done < s.n and not s.diverged and (max_steps < 0 or steps < max_steps):
         lo = s.done
         b = s.batch_size if lo + s.batch_size <= s.n else s.n - lo
@@ -617,11 +661,18 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
         if not isfinite(data_loss + penalty):
             s.diverged = True  # the update of this batch is not applied
             break
-        if n_shards > 1 and s.clipnorm <= 0:  # the update too, by slices of the buffer
+        # the update by slices of the buffer, one per thread: after a split batch, and after
+        # direct products (their OpenMP threads are the update's: no BLAS threads to
+        # compete with, unlike the elementwise kernels' rule in csrc/fm_internal.h)
+        n_update = n_shards
+        if (n_shards == 1 and s.n_shards > 1 and use_direct(b)
+                and s.n_params >= DIRECT_SPLIT_UPDATE_MIN):
+            n_update = s.n_shards
+        if n_update > 1 and s.clipnorm <= 0:
             lr_step = learning_rate_at(s, s.step)
             s.step += 1
-            for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
-                update_slice(s, s.n_params * k // n_shards, s.n_params * (k + 1) // n_shards,
+            for k in prange(n_update, num_threads=n_update, schedule="static", chunksize=1):
+                update_slice(s, s.n_params * k // n_update, s.n_params * (k + 1) // n_update,
                              lr_step, 1, dummy)
         else:
             apply_update(s, dummy)
@@ -1109,6 +1160,75 @@ def kernel_small_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B):
         else:
             gemm_nt_small_f64(M, N, K, &A[0, 0], &B[0, 0], &C[0, 0])
     return out
+
+
+def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
+                       double beta=0.0, bint naive=False, int n_threads=1):
+    """The direct product kernels (csrc/gemm_direct_impl.inc): kind "nn" (A @ B), "tn"
+    (A.T @ B) or "nt" (A @ B.T); with C, beta * C is added ("nn", "tn").  naive: the
+    portable reference instead.  No slack: the kernels mask their tails (RuntimeError if
+    one wrote past C).  Returns a new array."""
+    cdef int64_t M, N, K, a_rs = 0, a_cs = 0
+    cdef bint transposed_b = kind == "nt"
+    if kind == "nn":
+        M, K, N = A.shape[0], A.shape[1], B.shape[1]
+        a_rs, a_cs = K, 1
+        if B.shape[0] != K:
+            raise ValueError(f"A is {A.shape[0]}x{A.shape[1]}, B {B.shape[0]}x{B.shape[1]}")
+    elif kind == "tn":
+        K, M, N = A.shape[0], A.shape[1], B.shape[1]
+        a_rs, a_cs = 1, M
+        if B.shape[0] != K:
+            raise ValueError(f"A is {A.shape[0]}x{A.shape[1]}, B {B.shape[0]}x{B.shape[1]}")
+    elif kind == "nt":
+        M, K, N = A.shape[0], A.shape[1], B.shape[0]
+        if B.shape[1] != K:
+            raise ValueError(f"A is {A.shape[0]}x{A.shape[1]}, B {B.shape[0]}x{B.shape[1]}")
+    else:
+        raise ValueError(f"kind must be 'nn', 'tn' or 'nt'; got {kind!r}")
+    # C lies between two guard zones, checked after the call: the kernels mask their tails
+    # and must write nothing outside C
+    storage = np.full(M * N + 2 * FASTMLP_SLACK, 12345.0, dtype=np.asarray(A).dtype)
+    out = storage[FASTMLP_SLACK:FASTMLP_SLACK + M * N].reshape(M, N)
+    out[...] = 0 if C is None else C
+    cdef floating[:, ::1] c = out
+    if M == 0 or N == 0:
+        return out
+    with nogil:
+        if transposed_b:
+            if floating is float:
+                if naive:
+                    direct_gemm_nt_naive_f32(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0])
+                else:
+                    direct_gemm_nt_f32(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0], n_threads)
+            else:
+                if naive:
+                    direct_gemm_nt_naive_f64(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0])
+                else:
+                    direct_gemm_nt_f64(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0], n_threads)
+        else:
+            if floating is float:
+                if naive:
+                    direct_gemm_naive_f32(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta, &c[0, 0])
+                else:
+                    direct_gemm_f32(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta, &c[0, 0],
+                                    n_threads)
+            else:
+                if naive:
+                    direct_gemm_naive_f64(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta, &c[0, 0])
+                else:
+                    direct_gemm_f64(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta, &c[0, 0],
+                                    n_threads)
+    if not ((storage[:FASTMLP_SLACK] == 12345.0).all()
+            and (storage[FASTMLP_SLACK + M * N:] == 12345.0).all()):
+        raise RuntimeError(f"direct {kind} kernel wrote outside C ({M}x{N}x{K})")
+    return out
+
+
+def set_direct_kernels(bint enabled):
+    """Switch the direct kernels' AVX-512 code off (they fall back to the naive references)
+    or back to what the CPU supports (for tests; returns the previous availability)."""
+    return bool(fm_direct_set_enabled(enabled))
 
 
 def kernel_tiny_softmax(float[:, ::1] Z):

@@ -1,0 +1,179 @@
+"""The direct product kernels (csrc/gemm_direct_impl.inc), which short batches multiply
+through instead of BLAS: against numpy and their naive references, on every tail shape,
+and the engine trained through them against the NumPy reference and against BLAS."""
+
+import contextlib
+
+import numpy as np
+import pytest
+
+from fastmlp.backends import make_network, validate_training_data
+from fastmlp.backends.base import NetworkSpec, OptimizerSpec
+from fastmlp.backends.cpu import _network
+from fastmlp.initializers import init_params
+
+AVX512 = _network.direct_kernels_available()
+needs_avx512 = pytest.mark.skipif(
+    not AVX512, reason="this CPU has no AVX-512: the engine keeps BLAS for these products "
+                       "(the naive references are tested everywhere)")
+
+
+@contextlib.contextmanager
+def direct_rows(rows):
+    previous = _network.set_direct_max_rows(rows)
+    try:
+        yield
+    finally:
+        _network.set_direct_max_rows(previous)
+
+
+@contextlib.contextmanager
+def avx512(enabled):
+    previous = _network.set_direct_kernels(enabled)
+    try:
+        yield
+    finally:
+        _network.set_direct_kernels(previous)
+
+
+def _oracle(kind, A, B, C=None, beta=0.0):
+    A64, B64 = A.astype(np.float64), B.astype(np.float64)
+    out = {"nn": lambda: A64 @ B64, "tn": lambda: A64.T @ B64, "nt": lambda: A64 @ B64.T}[kind]()
+    return out + beta * C if C is not None else out
+
+
+def _operands(kind, M, N, K, dtype, rng):
+    shape_a = {"nn": (M, K), "tn": (K, M), "nt": (M, K)}[kind]
+    shape_b = {"nn": (K, N), "tn": (K, N), "nt": (N, K)}[kind]
+    return rng.normal(size=shape_a).astype(dtype), rng.normal(size=shape_b).astype(dtype)
+
+
+# (M, N, K): whole blocks, every row tail (M % 8), column tails (N % 32 / % 16, one
+# masked vector, N < 4 for the nt kernel's single columns), reductions shorter than a
+# vector (the nt kernel's gather path) and the MNIST layers at batch 32.
+SHAPES = [(1, 1, 1), (8, 32, 16), (7, 33, 5), (9, 17, 31), (13, 10, 500), (32, 500, 784),
+          (32, 500, 10), (3, 3, 3), (15, 47, 15), (16, 16, 17), (5, 100, 8), (64, 40, 2)]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["nn", "tn", "nt"])
+def test_direct_kernels_match_numpy(kind, dtype, n_threads, rng):
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    for M, N, K in SHAPES:
+        A, B = _operands(kind, M, N, K, dtype, rng)
+        want = _oracle(kind, A, B)
+        for naive in (False, True):
+            got = _network.kernel_direct_gemm(kind, A, B, naive=naive, n_threads=n_threads)
+            assert got.shape == (M, N) and got.dtype == dtype
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.sqrt(K),
+                                       err_msg=f"{kind} {M}x{N}x{K} naive={naive}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["nn", "tn"])
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+def test_direct_kernels_add_beta_c(kind, dtype, beta, rng):
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    for M, N, K in [(9, 37, 20), (32, 500, 32), (4, 5, 6)]:
+        A, B = _operands(kind, M, N, K, dtype, rng)
+        C = rng.normal(size=(M, N)).astype(dtype)
+        got = _network.kernel_direct_gemm(kind, A, B, C=C, beta=beta, n_threads=2)
+        np.testing.assert_allclose(got, _oracle(kind, A, B, C, beta), rtol=rtol,
+                                   atol=rtol * np.sqrt(K))
+
+
+def test_direct_kernels_write_nothing_outside_c(rng):
+    """Masked tails: the wrapper surrounds C with guard zones and raises if one changed."""
+    for kind in ("nn", "tn", "nt"):
+        for M, N, K in [(11, 37, 9), (1, 15, 1), (3, 1, 40), (17, 49, 23)]:
+            A, B = _operands(kind, M, N, K, np.float32, rng)
+            _network.kernel_direct_gemm(kind, A, B, n_threads=2)  # raises on a stray write
+
+
+def test_direct_kernel_argument_errors(rng):
+    A = np.ones((3, 4))
+    with pytest.raises(ValueError, match="kind must be"):
+        _network.kernel_direct_gemm("tt", A, A)
+    with pytest.raises(ValueError, match="A is 3x4"):
+        _network.kernel_direct_gemm("nn", A, np.ones((5, 2)))
+
+
+def test_naive_fallback_switch_is_restored():
+    before = _network.direct_kernels_available()
+    with avx512(False):
+        assert not _network.direct_kernels_available()
+    assert _network.direct_kernels_available() == before
+
+
+# ---- the engine through the direct kernels ------------------------------------------------
+def _fit(spec, device, X, y, *, batch_size, n_threads, opt, epochs=2):
+    net = make_network(spec, opt, device=device, n_threads=n_threads)
+    net.set_params(init_params(spec, seed=3))
+    Xc, Yc, _ = validate_training_data(spec, X, y)
+    losses = [net.train_epoch(Xc, Yc, batch_size=batch_size, shuffle=True, seed=1, epoch=e)
+              for e in range(epochs)]
+    return net, losses
+
+
+OPTS = [OptimizerSpec("sgd", 0.05, momentum=0.9), OptimizerSpec("sgd", 0.05, momentum=0.9,
+                                                                 nesterov=True),
+        OptimizerSpec("adam", 1e-3), OptimizerSpec("sgd", 0.05, clipnorm=0.5)]
+
+
+@needs_avx512
+@pytest.mark.parametrize("opt", OPTS, ids=lambda o: f"{o.kind}{'-nesterov' if o.nesterov else ''}"
+                         f"{'-clip' if o.clipnorm else ''}")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_engine_direct_path_matches_numpy_reference(dtype, n_threads, opt, rng):
+    # wide enough that every product is above the small kernels' size; batches of 24 and
+    # a last batch of 13 rows (row tails); 37 and 70 units (column tails); L2 on layer 0
+    spec = NetworkSpec((70, 37, 40, 6), ("relu", "tanh", "softmax"),
+                       loss="categorical_crossentropy", dtype=dtype, l2=(0.01, 0.0, 0.0))
+    X = rng.normal(size=(205, 70))
+    y = rng.integers(0, 6, 205)
+    with direct_rows(64):
+        cpu, lc = _fit(spec, "cpu", X, y, batch_size=24, n_threads=n_threads, opt=opt)
+    ref, lr = _fit(spec, "numpy", X, y, batch_size=24, n_threads=1, opt=opt)
+    rtol = 1e-10 if dtype == "float64" else 2e-4
+    np.testing.assert_allclose(cpu.get_params(), ref.get_params(), rtol=rtol,
+                               atol=rtol * np.abs(ref.get_params()).max())
+    np.testing.assert_allclose(lc, lr, rtol=rtol)
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_engine_direct_path_matches_blas_on_mnist_shapes(dtype, rng):
+    """784-500-500-10 at batch 32 (the benchmark's workload), direct against BLAS, and the
+    prediction of a few rows (direct too)."""
+    spec = NetworkSpec((784, 500, 500, 10), ("relu", "relu", "softmax"),
+                       loss="categorical_crossentropy", dtype=dtype)
+    X = rng.random(size=(96, 784))
+    y = rng.integers(0, 10, 96)
+    opt = OptimizerSpec("sgd", 0.01, momentum=0.9)
+    with direct_rows(64):
+        direct, ld = _fit(spec, "cpu", X, y, batch_size=32, n_threads=2, opt=opt, epochs=1)
+        pd = direct.forward(X[:20].astype(dtype))
+    with direct_rows(0):
+        blas, lb = _fit(spec, "cpu", X, y, batch_size=32, n_threads=2, opt=opt, epochs=1)
+        pb = blas.forward(X[:20].astype(dtype))
+    rtol = 1e-10 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(direct.get_params(), blas.get_params(), rtol=rtol,
+                               atol=rtol * np.abs(blas.get_params()).max())
+    np.testing.assert_allclose(ld, lb, rtol=rtol)
+    np.testing.assert_allclose(pd, pb, rtol=rtol, atol=1e-6)
+
+
+@needs_avx512
+def test_direct_path_is_reproducible_across_runs(rng):
+    spec = NetworkSpec((64, 48, 5), ("relu", "softmax"), loss="categorical_crossentropy",
+                       dtype="float32")
+    X = rng.normal(size=(100, 64))
+    y = rng.integers(0, 5, 100)
+    opt = OptimizerSpec("sgd", 0.05, momentum=0.9)
+    with direct_rows(64):
+        a, la = _fit(spec, "cpu", X, y, batch_size=20, n_threads=2, opt=opt)
+        b, lb = _fit(spec, "cpu", X, y, batch_size=20, n_threads=2, opt=opt)
+    np.testing.assert_array_equal(a.get_params(), b.get_params())
+    assert la == lb
