@@ -752,9 +752,13 @@ def collect_info():
         info["cpu_engine"] = "built"
         info["openmp"] = (("enabled" if openmp() else "disabled (built without OpenMP)")
                           if callable(openmp) else "unknown")
+        info["direct_kernels"] = ("AVX-512 (batches of <= 64 rows skip BLAS's packing)"
+                                  if cpu_backend.direct_kernels_available()
+                                  else "off (no AVX-512: BLAS for every product)")
     except ImportError as exc:
         info["cpu_engine"] = f"not built ({exc})"
         info["openmp"] = "unknown (the CPU engine is not built)"
+        info["direct_kernels"] = "unknown (the CPU engine is not built)"
     try:
         from threadpoolctl import threadpool_info
         info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "num_threads",
@@ -803,6 +807,7 @@ def cmd_info(args):
         f"default device: {info['default_device']}",
         f"CPU engine: {info['cpu_engine']}",
         f"OpenMP: {info['openmp']}",
+        f"direct GEMM kernels: {info['direct_kernels']}",
         f"threads: {threads['default_n_threads']} by default "
         f"({threads['available_cpus']} CPUs available"
         + (f", OMP_NUM_THREADS={threads['OMP_NUM_THREADS']}"

@@ -236,7 +236,8 @@ def test_info_text(capsys):
     status, out, _ = run(["info"], capsys)
     assert status == 0
     assert out.startswith(f"fastmlp {fastmlp.__version__}")
-    for part in ("numpy", "CPU engine:", "OpenMP:", "threads:", "BLAS:", "CPU:", "GPU:"):
+    for part in ("numpy", "CPU engine:", "OpenMP:", "direct GEMM kernels:", "threads:",
+                 "BLAS:", "CPU:", "GPU:"):
         assert part in out
 
 
@@ -250,6 +251,8 @@ def test_info_json(capsys):
     assert info["gpu"]["has_cupy"] == fastmlp.HAS_CUPY
     if not fastmlp.HAS_CUPY:
         assert info["gpu"]["reason"]
+    from fastmlp.backends.cpu import direct_kernels_available
+    assert info["direct_kernels"].startswith("AVX-512" if direct_kernels_available() else "off")
 
 
 def test_info_without_threadpoolctl_or_cpu_engine(monkeypatch, capsys):
@@ -259,6 +262,7 @@ def test_info_without_threadpoolctl_or_cpu_engine(monkeypatch, capsys):
     assert status == 0
     assert "threadpoolctl is not installed" in out
     assert "CPU engine: not built" in out and "OpenMP: unknown" in out
+    assert "direct GEMM kernels: unknown" in out
 
 
 # ------------------------------------------------------- train / predict / demo

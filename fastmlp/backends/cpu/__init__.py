@@ -1,4 +1,4 @@
 """The fast CPU engine: Cython + C kernels + BLAS, a whole epoch without the GIL."""
 
-from ._network import openmp_enabled  # noqa: F401
+from ._network import direct_kernels_available, openmp_enabled  # noqa: F401
 from .network import CPUNetwork, blas_threads  # noqa: F401

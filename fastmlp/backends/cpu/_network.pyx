@@ -19,6 +19,11 @@ threads split each product.  Predictions are split by rows the same way (nothing
 The choice is a fixed rule (batch_is_sharded, predict_is_sharded), never a timing, so
 results do not depend on the machine's load.
 
+Short batches (at most DIRECT_MAX_ROWS rows) multiply through the direct kernels
+(csrc/gemm_direct_impl.inc) where the CPU has AVX-512: they read W in place instead of
+packing it on every call as BLAS does, split each product over OpenMP threads, and the
+update after them is split over the same threads (use_direct).
+
 Tiny networks (every layer at most FM_TINY_WIDTH units, no dropout) train through one
 fused pass (csrc/tiny_impl.inc: zero-padded weights, one vector per row) instead of a
 kernel call per product and activation; the output activation and loss stay the general
