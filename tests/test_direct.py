@@ -19,21 +19,22 @@ needs_avx512 = pytest.mark.skipif(
 
 
 @contextlib.contextmanager
+def engine_switch(setter, value):
+    """Set an engine switch (one of _network's set_* functions) for the block, then restore
+    it (each returns its previous value)."""
+    previous = setter(value)
+    try:
+        yield
+    finally:
+        setter(previous)
+
+
 def direct_rows(rows):
-    previous = _network.set_direct_max_rows(rows)
-    try:
-        yield
-    finally:
-        _network.set_direct_max_rows(previous)
+    return engine_switch(_network.set_direct_max_rows, rows)
 
 
-@contextlib.contextmanager
 def avx512(enabled):
-    previous = _network.set_direct_kernels(enabled)
-    try:
-        yield
-    finally:
-        _network.set_direct_kernels(previous)
+    return engine_switch(_network.set_direct_kernels, enabled)
 
 
 def _oracle(kind, A, B, C=None, beta=0.0):
