@@ -96,7 +96,7 @@ def test_direct_kernel_argument_errors(rng):
     A = np.ones((3, 4))
     with pytest.raises(ValueError, match="kind must be"):
         _network.kernel_direct_gemm("tt", A, A)
-    with pytest.raises(ValueError, match="A is 3x4"):
+    with pytest.raises(ValueError, match="A 3x4 and B 5x2: the inner dimensions differ"):
         _network.kernel_direct_gemm("nn", A, np.ones((5, 2)))
 
 

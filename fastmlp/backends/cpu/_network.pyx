@@ -1129,20 +1129,27 @@ def kernel_act_backward(floating[:, ::1] Z, floating[:, ::1] A, floating[:, ::1]
     return out
 
 
+def _product_dims(str kind, tuple a_shape, tuple b_shape):
+    """(M, N, K) of the product of kind "nn" (A @ B), "tn" (A.T @ B) or "nt" (A @ B.T) of
+    2-d operands of these shapes; ValueError for another kind or mismatched shapes."""
+    if kind == "nn":
+        (M, K), (K_b, N) = a_shape, b_shape
+    elif kind == "tn":
+        (K, M), (K_b, N) = a_shape, b_shape
+    elif kind == "nt":
+        (M, K), (N, K_b) = a_shape, b_shape
+    else:
+        raise ValueError(f"kind must be 'nn', 'tn' or 'nt'; got {kind!r}")
+    if K_b != K:
+        raise ValueError(f"{kind} product of A {a_shape[0]}x{a_shape[1]} and B "
+                         f"{b_shape[0]}x{b_shape[1]}: the inner dimensions differ")
+    return M, N, K
+
+
 def kernel_small_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B):
     """The small-matrix product kernels: kind "nn" (A @ B), "tn" (A.T @ B), "nt" (A @ B.T)."""
     cdef int64_t M, N, K
-    if kind == "nn":
-        M, K, N = A.shape[0], A.shape[1], B.shape[1]
-        assert B.shape[0] == K
-    elif kind == "tn":
-        K, M, N = A.shape[0], A.shape[1], B.shape[1]
-        assert B.shape[0] == K
-    elif kind == "nt":
-        M, K, N = A.shape[0], A.shape[1], B.shape[0]
-        assert B.shape[1] == K
-    else:
-        raise ValueError(kind)
+    M, N, K = _product_dims(kind, (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1]))
     # the kernels may write up to 16 elements past C's end and read past B's: slack
     out_storage = np.zeros(M * N + FASTMLP_SLACK, dtype=np.asarray(A).dtype)
     out = out_storage[:M * N].reshape(M, N)
@@ -1173,24 +1180,11 @@ def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
     (A.T @ B) or "nt" (A @ B.T); with C, beta * C is added ("nn", "tn").  naive: the
     portable reference instead.  No slack: the kernels mask their tails (RuntimeError if
     one wrote past C).  Returns a new array."""
-    cdef int64_t M, N, K, a_rs = 0, a_cs = 0
+    cdef int64_t M, N, K, a_rs, a_cs
     cdef bint transposed_b = kind == "nt"
-    if kind == "nn":
-        M, K, N = A.shape[0], A.shape[1], B.shape[1]
-        a_rs, a_cs = K, 1
-        if B.shape[0] != K:
-            raise ValueError(f"A is {A.shape[0]}x{A.shape[1]}, B {B.shape[0]}x{B.shape[1]}")
-    elif kind == "tn":
-        K, M, N = A.shape[0], A.shape[1], B.shape[1]
-        a_rs, a_cs = 1, M
-        if B.shape[0] != K:
-            raise ValueError(f"A is {A.shape[0]}x{A.shape[1]}, B {B.shape[0]}x{B.shape[1]}")
-    elif kind == "nt":
-        M, K, N = A.shape[0], A.shape[1], B.shape[0]
-        if B.shape[1] != K:
-            raise ValueError(f"A is {A.shape[0]}x{A.shape[1]}, B {B.shape[0]}x{B.shape[1]}")
-    else:
-        raise ValueError(f"kind must be 'nn', 'tn' or 'nt'; got {kind!r}")
+    M, N, K = _product_dims(kind, (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1]))
+    a_rs = K if kind == "nn" else 1  # A'(i, p) = A[i * a_rs + p * a_cs]
+    a_cs = 1 if kind == "nn" else M
     # C lies between two guard zones, checked after the call: the kernels mask their tails
     # and must write nothing outside C
     storage = np.full(M * N + 2 * FASTMLP_SLACK, 12345.0, dtype=np.asarray(A).dtype)
