@@ -85,6 +85,9 @@ void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P);
  * benchmarks), (1) restores the CPU's answer; returns the previous availability. */
 int fm_direct_available(void);
 int fm_direct_set_enabled(int enabled);
+/* The first of the M rows (of a tall product, or W's rows) that thread t of nt owns in the
+ * direct products; t = nt gives M.  Whole blocks of 8 rows. */
+int64_t fm_direct_row_split(int64_t M, int t, int nt);
 
 /* 1 when built with OpenMP. */
 int fm_openmp_enabled(void);

@@ -49,11 +49,15 @@ def _operands(kind, M, N, K, dtype, rng):
     return rng.normal(size=shape_a).astype(dtype), rng.normal(size=shape_b).astype(dtype)
 
 
-# (M, N, K): whole blocks, every row tail (M % 8), column tails (N % 32 / % 16, one
+# (M, N, K): whole blocks, every row tail (M % 12), column tails (N % 32 / % 16, one
 # masked vector, N < 4 for the nt kernel's single columns), reductions shorter than a
-# vector (the nt kernel's gather path) and the MNIST layers at batch 32.
+# vector (the nt kernel's gather path), reductions over several chunks of K (128), tall
+# products (M >= N: the row-aligned kernel, with N of every alignment period) and the
+# MNIST layers at batch 32.
 SHAPES = [(1, 1, 1), (8, 32, 16), (7, 33, 5), (9, 17, 31), (13, 10, 500), (32, 500, 784),
-          (32, 500, 10), (3, 3, 3), (15, 47, 15), (16, 16, 17), (5, 100, 8), (64, 40, 2)]
+          (32, 500, 10), (3, 3, 3), (15, 47, 15), (16, 16, 17), (5, 100, 8), (64, 40, 2),
+          (25, 70, 300), (12, 48, 129), (784, 500, 32), (100, 37, 20), (61, 50, 9),
+          (50, 48, 130), (40, 4, 7), (33, 8, 64), (500, 10, 32)]
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
@@ -84,6 +88,24 @@ def test_direct_kernels_add_beta_c(kind, dtype, beta, rng):
                                    atol=rtol * np.sqrt(K))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tall_kernel_for_every_alignment_of_c(dtype, rng):
+    """The weight-gradient kernel splits each row of C at its own 64-byte boundaries: C
+    moved by every offset within a cache line, N of every alignment period (rows 1, 2, 4,
+    8 or 16 apart share their split), with beta, over two chunks of K."""
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    lanes = 64 // np.dtype(dtype).itemsize
+    for M, N, K in [(40, 37, 5), (30, 18, 3), (27, 20, 140), (26, 24, 2), (19, 16, 4)]:
+        A, B = _operands("tn", M, N, K, dtype, rng)
+        C = rng.normal(size=(M, N)).astype(dtype)
+        for c_offset in range(lanes):
+            got = _network.kernel_direct_gemm("tn", A, B, C=C, beta=0.5, n_threads=2,
+                                              c_offset=c_offset)  # raises on a stray write
+            np.testing.assert_allclose(got, _oracle("tn", A, B, C, 0.5), rtol=rtol,
+                                       atol=rtol * np.sqrt(K),
+                                       err_msg=f"{M}x{N}x{K} c_offset={c_offset}")
+
+
 def test_direct_kernels_write_nothing_outside_c(rng):
     """Masked tails: the wrapper surrounds C with guard zones and raises if one changed."""
     for kind in ("nn", "tn", "nt"):
@@ -98,6 +120,8 @@ def test_direct_kernel_argument_errors(rng):
         _network.kernel_direct_gemm("tt", A, A)
     with pytest.raises(ValueError, match="A 3x4 and B 5x2: the inner dimensions differ"):
         _network.kernel_direct_gemm("nn", A, np.ones((5, 2)))
+    with pytest.raises(ValueError, match=r"c_offset must be in \[0, 64\), got 64"):
+        _network.kernel_direct_gemm("nn", A, A.T.copy(), c_offset=64)
 
 
 def test_naive_fallback_switch_is_restored():
@@ -144,15 +168,17 @@ def test_engine_direct_path_matches_numpy_reference(dtype, n_threads, opt, rng):
 
 
 @needs_avx512
+@pytest.mark.parametrize("opt", [OptimizerSpec("sgd", 0.01, momentum=0.9),
+                                 OptimizerSpec("adam", 1e-3)], ids=lambda o: o.kind)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_engine_direct_path_matches_blas_on_mnist_shapes(dtype, rng):
+def test_engine_direct_path_matches_blas_on_mnist_shapes(dtype, opt, rng):
     """784-500-500-10 at batch 32 (the benchmark's workload), direct against BLAS, and the
-    prediction of a few rows (direct too)."""
+    prediction of a few rows (direct too).  Large enough that the update after the direct
+    products is split over the threads by the weight rows each owns."""
     spec = NetworkSpec((784, 500, 500, 10), ("relu", "relu", "softmax"),
                        loss="categorical_crossentropy", dtype=dtype)
     X = rng.random(size=(96, 784))
     y = rng.integers(0, 10, 96)
-    opt = OptimizerSpec("sgd", 0.01, momentum=0.9)
     with direct_rows(64):
         direct, ld = _fit(spec, "cpu", X, y, batch_size=32, n_threads=2, opt=opt, epochs=1)
         pd = direct.forward(X[:20].astype(dtype))

@@ -21,6 +21,7 @@ cdef extern from "fastmlp.h" nogil:
 
     int fm_direct_available()
     int fm_direct_set_enabled(int enabled)
+    int64_t fm_direct_row_split(int64_t M, int t, int nt)
 
     uint64_t fm_dropout_stream(uint64_t seed, uint64_t step, uint64_t layer)
     int fm_openmp_enabled()

@@ -19,7 +19,8 @@ threads split each product.  Predictions are split by rows the same way (nothing
 The choice is a fixed rule (batch_is_sharded, predict_is_sharded), never a timing, so
 results do not depend on the machine's load.
 
-Short batches (at most DIRECT_MAX_ROWS rows) multiply through the direct kernels
+Short batches (at most DIRECT_MAX_ROWS rows; DIRECT_MAX_ROWS_THREADED when the product
+is split over threads) multiply through the direct kernels
 (csrc/gemm_direct_impl.inc) where the CPU has AVX-512: they read W in place instead of
 packing it on every call as BLAS does, split each product over OpenMP threads, and the
 update after them is split over the same threads (use_direct).
@@ -60,10 +61,15 @@ cdef bint TINY_ENABLED = True
 # Batches of at most this many rows multiply through the direct kernels (where the CPU has
 # AVX-512; csrc/gemm_direct_impl.inc), which read W in place: BLAS packs W on every call,
 # which for short batches costs about as much as the arithmetic (benchmarks/RESULTS.md).
+# Products split over threads go direct up to DIRECT_MAX_ROWS_THREADED rows: there BLAS
+# also pays its threads' fork/join (784-500-500-10 at b128 on two threads: 2.71 ms per
+# step direct, 2.95 through BLAS; on one thread BLAS wins, 4.21 against 4.60).
 cdef int64_t DIRECT_MAX_ROWS = 64
+cdef int64_t DIRECT_MAX_ROWS_THREADED = 128
 # With direct products, the optimizer update of a network of at least this many parameters
 # is split over the threads.
 cdef int64_t DIRECT_SPLIT_UPDATE_MIN = 1 << 16
+
 # Zeroed elements left after every buffer handed to the small kernels: they read rows as
 # whole vectors, up to 16 elements past a buffer's end (csrc/gemm_small_impl.inc).
 cdef enum:
@@ -105,12 +111,17 @@ def set_tiny_path(bint enabled):
     return bool(previous)
 
 
-def set_direct_max_rows(int64_t rows):
-    """Set the batch rows up to which products use the direct kernels instead of BLAS (0:
-    never; for benchmarks and tests; returns the previous value)."""
-    global DIRECT_MAX_ROWS
-    previous = DIRECT_MAX_ROWS
-    DIRECT_MAX_ROWS = rows
+def set_direct_max_rows(rows):
+    """Set the batch rows up to which products use the direct kernels instead of BLAS, for
+    benchmarks and tests: an int (0: never) for products on one thread and on several, or
+    a pair (one thread, several).  Returns the previous pair."""
+    global DIRECT_MAX_ROWS, DIRECT_MAX_ROWS_THREADED
+    previous = (DIRECT_MAX_ROWS, DIRECT_MAX_ROWS_THREADED)
+    if isinstance(rows, tuple):
+        single, threaded = rows
+    else:
+        single = threaded = rows
+    DIRECT_MAX_ROWS, DIRECT_MAX_ROWS_THREADED = single, threaded
     return previous
 
 
@@ -208,9 +219,10 @@ cdef struct NetC:
 # matrix products: small C kernels below SMALL_GEMM_WORK; above it, the direct kernels
 # (csrc/gemm_direct_impl.inc, W read in place) for short batches, else BLAS.  `rows` is
 # the batch's row count of the product, nt the threads it may use.
-cdef inline bint use_direct(int64_t rows) noexcept nogil:
-    """Do products of a batch of this many rows go to the direct kernels?"""
-    return rows <= DIRECT_MAX_ROWS and fm_direct_available()
+cdef inline bint use_direct(int64_t rows, int nt) noexcept nogil:
+    """Do products of a batch of this many rows, on nt threads, go to the direct kernels?"""
+    return (rows <= (DIRECT_MAX_ROWS_THREADED if nt > 1 else DIRECT_MAX_ROWS)
+            and fm_direct_available())
 
 
 cdef inline void mm_nn(int64_t M, int64_t N, int64_t K, const floating *A,
@@ -221,7 +233,7 @@ cdef inline void mm_nn(int64_t M, int64_t N, int64_t K, const floating *A,
             gemm_nn_small_f32(M, N, K, A, B, 0, C)
         else:
             gemm_nn_small_f64(M, N, K, A, B, 0, C)
-    elif use_direct(M):
+    elif use_direct(M, nt):
         if floating is float:
             direct_gemm_f32(M, N, K, A, K, 1, B, 0, C, nt)
         else:
@@ -238,7 +250,7 @@ cdef inline void mm_tn(int64_t M, int64_t N, int64_t K, const floating *A,
             gemm_tn_small_f32(M, N, K, A, B, beta, C)
         else:
             gemm_tn_small_f64(M, N, K, A, B, beta, C)
-    elif use_direct(K):
+    elif use_direct(K, nt):
         if floating is float:
             direct_gemm_f32(M, N, K, A, 1, M, B, beta, C, nt)
         else:
@@ -256,7 +268,7 @@ cdef inline void mm_nt(int64_t M, int64_t N, int64_t K, const floating *A,
             gemm_nt_small_f32(M, N, K, A, B, C)
         else:
             gemm_nt_small_f64(M, N, K, A, B, C)
-    elif use_direct(M):
+    elif use_direct(M, nt):
         if floating is float:
             direct_gemm_nt_f32(M, N, K, A, B, C, nt)
         else:
@@ -554,6 +566,23 @@ cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr, int nt,
             adagrad_update_f64(n, w, g, s0, lr, s.eps, nt)
 
 
+cdef void update_own_rows(NetC *s, int t, int nt, double lr, floating *dummy) noexcept nogil:
+    """Thread t's share (of nt) of the update after direct products: the rows of each weight
+    matrix that its share of the weight-gradient product wrote (fm_direct_row_split, as in
+    direct_gemm and direct_gemm_nt), so the gradient is read, and the weights and state
+    written, where that thread's cache holds them; thread 0 updates the biases."""
+    cdef LayerC *L
+    cdef int l
+    cdef int64_t r0, r1
+    for l in range(s.n_layers):
+        L = &s.layers[l]
+        r0 = fm_direct_row_split(L.fan_in, t, nt)
+        r1 = fm_direct_row_split(L.fan_in, t + 1, nt)
+        update_slice(s, L.w_off + r0 * L.fan_out, L.w_off + r1 * L.fan_out, lr, 1, dummy)
+        if L.b_off >= 0 and t == 0:
+            update_slice(s, L.b_off, L.b_off + L.fan_out, lr, 1, dummy)
+
+
 cdef inline bint split_pays(NetC *s, int64_t b) noexcept nogil:
     """Does every thread get enough of these b rows to pay for the fork/join (tiny networks
     never do)?"""
@@ -666,19 +695,23 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
         if not isfinite(data_loss + penalty):
             s.diverged = True  # the update of this batch is not applied
             break
-        # the update by slices of the buffer, one per thread: after a split batch, and after
-        # direct products (their OpenMP threads are the update's: no BLAS threads to
-        # compete with, unlike the elementwise kernels' rule in csrc/fm_internal.h)
+        # the update split over the threads: after a split batch by slices of the buffer,
+        # after direct products by the weight rows each thread's products own (their
+        # OpenMP threads are the update's: no BLAS threads to compete with, unlike the
+        # elementwise kernels' rule in csrc/fm_internal.h)
         n_update = n_shards
-        if (n_shards == 1 and s.n_shards > 1 and use_direct(b)
+        if (n_shards == 1 and s.n_shards > 1 and use_direct(b, s.n_threads)
                 and s.n_params >= DIRECT_SPLIT_UPDATE_MIN):
             n_update = s.n_shards
         if n_update > 1 and s.clipnorm <= 0:
             lr_step = learning_rate_at(s, s.step)
             s.step += 1
             for k in prange(n_update, num_threads=n_update, schedule="static", chunksize=1):
-                update_slice(s, s.n_params * k // n_update, s.n_params * (k + 1) // n_update,
-                             lr_step, 1, dummy)
+                if n_shards > 1:  # the slices reduce_grads summed
+                    update_slice(s, s.n_params * k // n_update, s.n_params * (k + 1) // n_update,
+                                 lr_step, 1, dummy)
+                else:
+                    update_own_rows(s, k, n_update, lr_step, dummy)
         else:
             apply_update(s, dummy)
         s.loss_sum += (data_loss + penalty) * b
@@ -1175,11 +1208,13 @@ def kernel_small_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B):
 
 
 def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
-                       double beta=0.0, bint naive=False, int n_threads=1):
+                       double beta=0.0, bint naive=False, int n_threads=1, int c_offset=0):
     """The direct product kernels (csrc/gemm_direct_impl.inc): kind "nn" (A @ B), "tn"
     (A.T @ B) or "nt" (A @ B.T); with C, beta * C is added ("nn", "tn").  naive: the
     portable reference instead.  No slack: the kernels mask their tails (RuntimeError if
-    one wrote past C).  Returns a new array."""
+    one wrote past C).  c_offset (0 <= c_offset < 64 elements): where C starts in its
+    buffer, to move C's rows across the 64-byte boundaries that the weight-gradient
+    kernel aligns its stores to.  Returns a new array."""
     cdef int64_t M, N, K, a_rs, a_cs
     cdef bint transposed_b = kind == "nt"
     M, N, K = _product_dims(kind, (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1]))
@@ -1187,7 +1222,10 @@ def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
     a_cs = 1 if kind == "nn" else M
     # C lies between two guard zones, checked after the call: the kernels mask their tails
     # and must write nothing outside C
-    storage = np.full(M * N + 2 * FASTMLP_SLACK, 12345.0, dtype=np.asarray(A).dtype)
+    if not 0 <= c_offset < 64:
+        raise ValueError(f"c_offset must be in [0, 64), got {c_offset}")
+    storage = np.full(M * N + 2 * FASTMLP_SLACK + 64, 12345.0, dtype=np.asarray(A).dtype)
+    storage = storage[c_offset:c_offset + M * N + 2 * FASTMLP_SLACK]
     out = storage[FASTMLP_SLACK:FASTMLP_SLACK + M * N].reshape(M, N)
     out[...] = 0 if C is None else C
     cdef floating[:, ::1] c = out
