@@ -752,9 +752,10 @@ def collect_info():
         info["cpu_engine"] = "built"
         info["openmp"] = (("enabled" if openmp() else "disabled (built without OpenMP)")
                           if callable(openmp) else "unknown")
-        info["direct_kernels"] = ("AVX-512 (batches of <= 64 rows skip BLAS's packing)"
-                                  if cpu_backend.direct_kernels_available()
-                                  else "off (no AVX-512: BLAS for every product)")
+        info["direct_kernels"] = (
+            "AVX-512 (batches of <= 64 rows, 128 on several threads, skip BLAS's packing)"
+            if cpu_backend.direct_kernels_available()
+            else "off (no AVX-512: BLAS for every product)")
     except ImportError as exc:
         info["cpu_engine"] = f"not built ({exc})"
         info["openmp"] = "unknown (the CPU engine is not built)"
