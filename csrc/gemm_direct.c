@@ -27,8 +27,8 @@
  * accumulators (24 of the 32 vector registers).  K is taken in chunks of FM_DIRECT_KC:
  * a chunk of a panel of B (FM_DIRECT_KC x 2V, 16 KB for float) stays in L1 across the row
  * blocks, and the weight gradient's packed A' block (FM_DIRECT_MR x FM_DIRECT_KC, on the
- * stack) is 6 KB for float.  (b32, 784x500, two threads: the weight gradient 139 -> 123 us
- * with 12 rows and packing, against 8 rows read in place.) */
+ * stack) is 6 KB for float.  (The weight-gradient kernel's measurements: beside
+ * gemm_rows_aligned in gemm_direct_impl.inc.) */
 #define FM_DIRECT_MR 12
 #define FM_DIRECT_KC 128
 
