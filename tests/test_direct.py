@@ -122,6 +122,21 @@ def test_direct_kernel_argument_errors(rng):
         _network.kernel_direct_gemm("nn", A, np.ones((5, 2)))
     with pytest.raises(ValueError, match=r"c_offset must be in \[0, 64\), got 64"):
         _network.kernel_direct_gemm("nn", A, A.T.copy(), c_offset=64)
+    with pytest.raises(ValueError, match="repeats must be >= 1, got 0"):
+        _network.kernel_direct_gemm("nn", A, A.T.copy(), repeats=0)
+    with pytest.raises(ValueError, match="repeats > 1 needs beta == 0"):
+        _network.kernel_direct_gemm("tn", A, A, C=np.ones((4, 4)), beta=1.0, repeats=2)
+
+
+def test_repeated_product_gives_the_single_product(rng):
+    """repeats (for benchmarks) runs the same product again into C: the result is that of
+    one product, not a sum, for every kind and with threads."""
+    for kind in ("nn", "tn", "nt"):
+        A, B = _operands(kind, 20, 45, 33, np.float32, rng)
+        once = _network.kernel_direct_gemm(kind, A, B, n_threads=2)
+        again = _network.kernel_direct_gemm(kind, A, B, n_threads=2, repeats=5)
+        np.testing.assert_array_equal(again, once)
+        np.testing.assert_allclose(once, _oracle(kind, A, B), rtol=1e-5, atol=1e-4)
 
 
 def test_naive_fallback_switch_is_restored():

@@ -1208,14 +1208,18 @@ def kernel_small_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B):
 
 
 def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
-                       double beta=0.0, bint naive=False, int n_threads=1, int c_offset=0):
+                       double beta=0.0, bint naive=False, int n_threads=1, int c_offset=0,
+                       int repeats=1):
     """The direct product kernels (csrc/gemm_direct_impl.inc): kind "nn" (A @ B), "tn"
     (A.T @ B) or "nt" (A @ B.T); with C, beta * C is added ("nn", "tn").  naive: the
     portable reference instead.  No slack: the kernels mask their tails (RuntimeError if
     one wrote past C).  c_offset (0 <= c_offset < 64 elements): where C starts in its
     buffer, to move C's rows across the 64-byte boundaries that the weight-gradient
-    kernel aligns its stores to.  Returns a new array."""
+    kernel aligns its stores to.  repeats (>= 1): run the product that many times (beta 0
+    gives the same C each time), so that a benchmark can time the kernel apart from this
+    function's allocations.  Returns a new array."""
     cdef int64_t M, N, K, a_rs, a_cs
+    cdef int rep
     cdef bint transposed_b = kind == "nt"
     M, N, K = _product_dims(kind, (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1]))
     a_rs = K if kind == "nn" else 1  # A'(i, p) = A[i * a_rs + p * a_cs]
@@ -1224,6 +1228,10 @@ def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
     # and must write nothing outside C
     if not 0 <= c_offset < 64:
         raise ValueError(f"c_offset must be in [0, 64), got {c_offset}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if repeats > 1 and beta != 0.0:
+        raise ValueError(f"repeats > 1 needs beta == 0 (each run would add to C), got {beta}")
     storage = np.full(M * N + 2 * FASTMLP_SLACK + 64, 12345.0, dtype=np.asarray(A).dtype)
     storage = storage[c_offset:c_offset + M * N + 2 * FASTMLP_SLACK]
     out = storage[FASTMLP_SLACK:FASTMLP_SLACK + M * N].reshape(M, N)
@@ -1232,30 +1240,33 @@ def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
     if M == 0 or N == 0:
         return out
     with nogil:
-        if transposed_b:
-            if floating is float:
-                if naive:
-                    direct_gemm_nt_naive_f32(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0])
+        for rep in range(repeats):
+            if transposed_b:
+                if floating is float:
+                    if naive:
+                        direct_gemm_nt_naive_f32(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0])
+                    else:
+                        direct_gemm_nt_f32(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0], n_threads)
                 else:
-                    direct_gemm_nt_f32(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0], n_threads)
+                    if naive:
+                        direct_gemm_nt_naive_f64(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0])
+                    else:
+                        direct_gemm_nt_f64(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0], n_threads)
             else:
-                if naive:
-                    direct_gemm_nt_naive_f64(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0])
+                if floating is float:
+                    if naive:
+                        direct_gemm_naive_f32(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta,
+                                                &c[0, 0])
+                    else:
+                        direct_gemm_f32(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta, &c[0, 0],
+                                        n_threads)
                 else:
-                    direct_gemm_nt_f64(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0], n_threads)
-        else:
-            if floating is float:
-                if naive:
-                    direct_gemm_naive_f32(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta, &c[0, 0])
-                else:
-                    direct_gemm_f32(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta, &c[0, 0],
-                                    n_threads)
-            else:
-                if naive:
-                    direct_gemm_naive_f64(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta, &c[0, 0])
-                else:
-                    direct_gemm_f64(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta, &c[0, 0],
-                                    n_threads)
+                    if naive:
+                        direct_gemm_naive_f64(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta,
+                                                &c[0, 0])
+                    else:
+                        direct_gemm_f64(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta, &c[0, 0],
+                                        n_threads)
     if not ((storage[:FASTMLP_SLACK] == 12345.0).all()
             and (storage[FASTMLP_SLACK + M * N:] == 12345.0).all()):
         raise RuntimeError(f"direct {kind} kernel wrote outside C ({M}x{N}x{K})")
