@@ -208,6 +208,28 @@ def test_engine_direct_path_matches_blas_on_mnist_shapes(dtype, opt, rng):
 
 
 @needs_avx512
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_penalty_split_over_threads_after_direct_products(dtype, rng):
+    """A network above the split update's size (>= 65,536 parameters) with L2 and L1 on
+    every layer, trained through the direct products on two threads: the penalty and its
+    gradient are then computed by flat slices, one per thread, cutting across the layers'
+    weight blocks.  Weights and losses equal the NumPy reference's."""
+    spec = NetworkSpec((300, 250, 10), ("relu", "softmax"), loss="categorical_crossentropy",
+                       dtype=dtype, l2=(1e-2, 3e-2), l1=(1e-3, 2e-3))
+    assert spec.n_params >= 65536
+    X = rng.normal(size=(100, 300))
+    y = rng.integers(0, 10, 100)
+    opt = OptimizerSpec("adam", 1e-3)
+    with direct_rows(64):
+        cpu, lc = _fit(spec, "cpu", X, y, batch_size=32, n_threads=2, opt=opt)
+    ref, lr = _fit(spec, "numpy", X, y, batch_size=32, n_threads=1, opt=opt)
+    rtol = 1e-10 if dtype == "float64" else 2e-4
+    np.testing.assert_allclose(cpu.get_params(), ref.get_params(), rtol=rtol,
+                               atol=rtol * np.abs(ref.get_params()).max())
+    np.testing.assert_allclose(lc, lr, rtol=rtol)
+
+
+@needs_avx512
 def test_direct_path_is_reproducible_across_runs(rng):
     spec = NetworkSpec((64, 48, 5), ("relu", "softmax"), loss="categorical_crossentropy",
                        dtype="float32")

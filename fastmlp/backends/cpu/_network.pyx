@@ -173,6 +173,7 @@ cdef struct ShardC:
     void *ws
     void *grads
     double loss
+    double penalty       # this thread's part of the batch's penalty (penalty_slice)
     double metrics[6]    # sum w*correct, w*mae, w*mse, w; sum data_loss*nb, penalty*nb
 
 
@@ -418,27 +419,44 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
                              ws + P.a_off, dprev, nt)
 
 
-cdef double penalty_pass(NetC *s, floating *grads, double norm, floating *dummy) noexcept nogil:
-    """The penalty of every weight matrix; its gradient is added to grads (when not NULL)."""
+cdef double penalty_slice(NetC *s, floating *grads, int64_t lo, int64_t hi, double norm,
+                          floating *dummy) noexcept nogil:
+    """The penalty of the weights among parameters [lo, hi) of the flat buffer; its
+    gradient is added to grads (when not NULL).  Biases carry no penalty, so each layer's
+    weight block is cut to the slice."""
     cdef double penalty = 0.0
     cdef double pen_scale = 1.0 / norm if s.penalty_per_sample else 1.0
     cdef floating *params = <floating *> s.params
     cdef LayerC *L
     cdef int l
+    cdef int64_t a, z
     for l in range(s.n_layers):
         L = &s.layers[l]
-        if L.l2 != 0 or L.l1 != 0:
+        a = max(lo, L.w_off)
+        z = min(hi, L.w_off + L.fan_in * L.fan_out)
+        if (L.l2 != 0 or L.l1 != 0) and a < z:
             if floating is float:
                 penalty += penalty_forward_backward_f32(
-                    L.fan_in * L.fan_out, params + L.w_off,
-                    grads + L.w_off if grads != NULL else NULL,
+                    z - a, params + a, grads + a if grads != NULL else NULL,
                     L.l2 * pen_scale, L.l1 * pen_scale)
             else:
                 penalty += penalty_forward_backward_f64(
-                    L.fan_in * L.fan_out, params + L.w_off,
-                    grads + L.w_off if grads != NULL else NULL,
+                    z - a, params + a, grads + a if grads != NULL else NULL,
                     L.l2 * pen_scale, L.l1 * pen_scale)
     return penalty
+
+
+cdef double penalty_pass(NetC *s, floating *grads, double norm, floating *dummy) noexcept nogil:
+    """The penalty of every weight matrix; its gradient is added to grads (when not NULL)."""
+    return penalty_slice(s, grads, 0, s.n_params, norm, dummy)
+
+
+cdef inline bint has_penalty(NetC *s) noexcept nogil:
+    cdef int l
+    for l in range(s.n_layers):
+        if s.layers[l].l2 != 0 or s.layers[l].l1 != 0:
+            return True
+    return False
 
 
 cdef void shard_step(NetC *s, int k, int n_shards, const floating *xb, const floating *yb,
@@ -644,7 +662,7 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
     cdef const int64_t *lb
     cdef int64_t steps = 0, lo, b, i, e, d = s.n_features, K = s.n_outputs
     cdef double norm, data_loss, penalty, lr_step
-    cdef int k, n_shards, n_update, j
+    cdef int k, n_shards, n_update, n_pen, j
     while s.done < s.n and not s.diverged and (max_steps < 0 or steps < max_steps):
         lo = s.done
         b = s.batch_size if lo + s.batch_size <= s.n else s.n - lo
@@ -682,19 +700,6 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
         data_loss = 0.0
         for k in range(n_shards):
             data_loss += s.shards[k].loss
-        if n_shards > 1:  # sum the shards' gradients into shard 0's (= s.grads), by slices
-            for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
-                reduce_grads(s, s.n_params * k // n_shards, s.n_params * (k + 1) // n_shards,
-                             n_shards, dummy)
-        if s.track_metrics and n_shards > 1:
-            for k in range(1, n_shards):
-                for j in range(4):
-                    s.shards[0].metrics[j] += s.shards[k].metrics[j]
-                    s.shards[k].metrics[j] = 0.0
-        penalty = penalty_pass(s, g0, norm, dummy)
-        if not isfinite(data_loss + penalty):
-            s.diverged = True  # the update of this batch is not applied
-            break
         # the update split over the threads: after a split batch by slices of the buffer,
         # after direct products by the weight rows each thread's products own (their
         # OpenMP threads are the update's: no BLAS threads to compete with, unlike the
@@ -703,6 +708,30 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
         if (n_shards == 1 and s.n_shards > 1 and use_direct(b, s.n_threads)
                 and s.n_params >= DIRECT_SPLIT_UPDATE_MIN):
             n_update = s.n_shards
+        # the penalty and its gradient by flat slices, one per thread wherever the update
+        # is split (after a split batch in the same pass as the sum of the shards'
+        # gradients into shard 0's = s.grads, each slice while in that thread's cache)
+        n_pen = n_update if n_update > 1 and (n_shards > 1 or has_penalty(s)) else 1
+        if n_pen > 1:
+            for k in prange(n_pen, num_threads=n_pen, schedule="static", chunksize=1):
+                if n_shards > 1:
+                    reduce_grads(s, s.n_params * k // n_shards,
+                                 s.n_params * (k + 1) // n_shards, n_shards, dummy)
+                s.shards[k].penalty = penalty_slice(s, g0, s.n_params * k // n_pen,
+                                                    s.n_params * (k + 1) // n_pen, norm, dummy)
+            penalty = 0.0
+            for k in range(n_pen):
+                penalty += s.shards[k].penalty
+        else:
+            penalty = penalty_pass(s, g0, norm, dummy)
+        if s.track_metrics and n_shards > 1:
+            for k in range(1, n_shards):
+                for j in range(4):
+                    s.shards[0].metrics[j] += s.shards[k].metrics[j]
+                    s.shards[k].metrics[j] = 0.0
+        if not isfinite(data_loss + penalty):
+            s.diverged = True  # the update of this batch is not applied
+            break
         if n_update > 1 and s.clipnorm <= 0:
             lr_step = learning_rate_at(s, s.step)
             s.step += 1
