@@ -354,6 +354,9 @@ def run_all(quick=False, repeats=3, n_threads=None):
             torch.set_num_threads(n_threads)
             At, Bt = torch.from_numpy(A), torch.from_numpy(B)
             fns[("PyTorch (MKL)", size)] = lambda At=At, Bt=Bt: torch.mm(At, Bt)
+    # the larger product again beside the workloads whose target is a fraction of the peak,
+    # timed in their rounds: the host's speed drifts between workloads
+    peak_fn, peak_flops = fns[("scipy BLAS", size)], 2 * size ** 3
     t = interleaved_best(fns, repeats + 3)
     peak = max(2 * size ** 3 / sec / 1e9 for (name, size), sec in t.items()
                if name == "scipy BLAS")
@@ -381,6 +384,8 @@ def run_all(quick=False, repeats=3, n_threads=None):
         if bs == 512 and n_threads >= 2:
             fns["fastmlp, 1 thread"] = fastmlp_epoch_fn(MNIST_NET, Xa, ya, bs, n_threads=1)[0]
         fns.update(products_epoch_fns(MNIST_NET, bs, steps, n_threads))
+        if bs == 512:
+            fns["sgemm"] = peak_fn
         t = interleaved_best(fns, repeats, scale={"NumPy reference": n_a / n_ref})
         t_f = t["fastmlp"]
         t_p, how = products_alone(t)
@@ -397,9 +402,11 @@ def run_all(quick=False, repeats=3, n_threads=None):
         rep.check(f"(a) b{bs} vs NumPy reference", f"{t_np / t_f:.1f}x", ">= 3x",
                   t_np / t_f >= 3, _ceiling(t_np / t_p, 3))
         if bs == 512:
-            frac = fl * n_a / t_f / 1e9 / peak
-            rep.check("(a) b512 fraction of sgemm peak", f"{100 * frac:.0f}%", ">= 90%",
-                      frac >= 0.9, _ceiling(fl * n_a / t_p / 1e9 / peak, 0.9, percent=True))
+            peak_here = max(peak_flops / t["sgemm"] / 1e9, peak)
+            frac = fl * n_a / t_f / 1e9 / peak_here
+            rep.check("(a) b512 fraction of sgemm peak", f"{100 * frac:.0f}% (of "
+                      f"{peak_here:.0f} GFLOP/s)", ">= 90%", frac >= 0.9,
+                      _ceiling(fl * n_a / t_p / 1e9 / peak_here, 0.9, percent=True))
             if "fastmlp, 1 thread" in t:
                 t1 = t["fastmlp, 1 thread"]
                 rep.add("(e) b512, 1 thread", "fastmlp", t1, steps, fl * n_a, peak)
@@ -476,13 +483,16 @@ def run_all(quick=False, repeats=3, n_threads=None):
                 torch.softmax(model(Xt), dim=1)
         fns["PyTorch"] = tpred
     fns.update(products_epoch_fns(MNIST_NET, n_d, 1, n_threads, train=False))
+    fns["sgemm"] = peak_fn
     t = interleaved_best(fns, repeats + 4)
     t_f = t["fastmlp"]
     t_p, how_d = products_alone(t)
     rep.add(f"(d) predict {n_d} rows", "fastmlp", t_f, flops=fl_d, peak=peak)
-    frac = fl_d / t_f / 1e9 / peak
-    rep.check("(d) predict fraction of sgemm peak", f"{100 * frac:.0f}%", ">= 90%", frac >= 0.9,
-              _ceiling(fl_d / t_p / 1e9 / peak, 0.9, percent=True))
+    peak_here = max(peak_flops / t["sgemm"] / 1e9, peak)
+    frac = fl_d / t_f / 1e9 / peak_here
+    rep.check("(d) predict fraction of sgemm peak", f"{100 * frac:.0f}% (of {peak_here:.0f} "
+              "GFLOP/s)", ">= 90%", frac >= 0.9,
+              _ceiling(fl_d / t_p / 1e9 / peak_here, 0.9, percent=True))
     if have_torch:
         t_t = t["PyTorch"]
         rep.add(f"(d) predict {n_d} rows", "PyTorch", t_t, flops=fl_d, peak=peak)
@@ -617,7 +627,11 @@ def render(rep, info, command):
         "workload's matrix products and nothing else, each through the faster of this "
         "BLAS and fastmlp's direct kernels (see products_epoch_fns); no engine built on "
         "these kernels can be faster, so a peer's time over theirs (the targets' column "
-        "'the products alone allow') is the most any such engine can reach.", "",
+        "'the products alone allow') is the most any such engine can reach.  The '% of "
+        "sgemm peak' column is against the peak measured first; the targets on a fraction "
+        "of the peak use the higher of that peak and the sgemm timed again in the same "
+        "interleaved rounds as their workload (the host's speed drifts from minute to "
+        "minute).", "",
         "## Side by side", "", rep.table(), "",
         "## Targets (issue 5)", "", rep.check_table(), "",
     ]
