@@ -1,0 +1,39 @@
+"""Checks of the report's own pieces (`pytest benchmarks/`; not timings): the products a
+step is made of, and the 'products alone' plans that give every target its ceiling."""
+from benchmarks.report import products_alone, products_epoch_fns, step_products
+
+
+def test_step_products_are_forward_and_backward_of_every_layer():
+    # (kind, M, N, K): forward Z = A @ W; dW = A^T @ dZ; dA = dZ @ W^T past layer 0
+    assert step_products((4, 5, 3), 7) == [
+        ("nn", 7, 5, 4), ("tn", 4, 5, 7),
+        ("nn", 7, 3, 5), ("tn", 5, 3, 7), ("nt", 7, 5, 3)]
+    assert step_products((4, 5, 3), 7, train=False) == [("nn", 7, 5, 4), ("nn", 7, 3, 5)]
+
+
+def test_flops_of_the_products_match_the_reports_count():
+    # 6 x sum(fan_in x fan_out) per sample counts the first layer's input gradient too,
+    # which no engine computes: the products come to 6x less one layer-0 product
+    sizes, b = (784, 500, 500, 10), 32
+    flops = sum(2 * M * N * K for _, M, N, K in step_products(sizes, b))
+    macs = sum(a * c for a, c in zip(sizes[:-1], sizes[1:]))
+    assert flops == 6 * b * macs - 2 * b * 784 * 500
+
+
+def test_products_plans_run_and_the_fastest_is_kept():
+    from fastmlp.backends.cpu import _network
+    fns = products_epoch_fns((20, 30, 5), 16, 3, n_threads=2)
+    labels = [how for _, how in fns]
+    # all rows on two threads, and split: each thread on 8 of the 16 rows
+    assert any("all 16 rows" in how for how in labels)
+    assert any("each on 8 of the 16 rows" in how for how in labels)
+    assert any("BLAS" in how for how in labels)
+    assert any("direct" in how for how in labels) == _network.direct_kernels_available()
+    for run in fns.values():
+        run()
+    times = {key: float(i + 1) for i, key in enumerate(fns)}
+    times["fastmlp"] = 0.5  # other systems are ignored
+    assert products_alone(times) == (1.0, next(iter(fns))[1])
+    # one thread: no split plan; long batches: BLAS only
+    assert all("each on" not in how for _, how in products_epoch_fns((20, 30, 5), 16, 3, 1))
+    assert all("BLAS" in how for _, how in products_epoch_fns((20, 30, 5), 600, 1, 2))
