@@ -37,3 +37,13 @@ def test_products_plans_run_and_the_fastest_is_kept():
     # one thread: no split plan; long batches: BLAS only
     assert all("each on" not in how for _, how in products_epoch_fns((20, 30, 5), 16, 3, 1))
     assert all("BLAS" in how for _, how in products_epoch_fns((20, 30, 5), 600, 1, 2))
+
+
+def test_a_missed_target_is_never_shown_as_reached():
+    from benchmarks.report import _shown
+    assert _shown(2.51, 2.5) == "2.51x"
+    assert _shown(2.4987, 2.5) == "2.499x"        # not "2.50x" beside a "no"
+    assert _shown(1.2497, 1.25) == "1.2497x"
+    assert _shown(0.91, 0.9, percent=True) == "91%"
+    assert _shown(0.8962, 0.9, percent=True) == "89.6%"
+    assert _shown(4.33, 3, 1) == "4.3x"
