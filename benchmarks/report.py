@@ -80,7 +80,7 @@ def best_time(fn, repeats=3, warmup=1):
     return best
 
 
-# ---- the products alone: a ceiling for any engine built on these kernels ---------------------------
+# ---- the products alone: a ceiling for any engine built on these kernels ----------------------
 def step_products(sizes, b, train=True):
     """The matrix products of one step of a dense network on b rows, as (kind, M, N, K):
     per layer the forward Z = A_prev @ W ("nn", b x fan_out x fan_in) and, in training, the
