@@ -452,6 +452,7 @@ cdef double penalty_pass(NetC *s, floating *grads, double norm, floating *dummy)
 
 
 cdef inline bint has_penalty(NetC *s) noexcept nogil:
+    """Does any layer carry an L2 or L1 penalty?"""
     cdef int l
     for l in range(s.n_layers):
         if s.layers[l].l2 != 0 or s.layers[l].l1 != 0:
