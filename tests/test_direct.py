@@ -156,6 +156,18 @@ def _fit(spec, device, X, y, *, batch_size, n_threads, opt, epochs=2):
     return net, losses
 
 
+def _assert_direct_matches_reference(spec, X, y, *, batch_size, n_threads, opt):
+    """Train through the direct products (up to 64 rows) and through the NumPy reference:
+    weights and losses agree (float64 to 1e-10, float32 to 2e-4)."""
+    with direct_rows(64):
+        cpu, lc = _fit(spec, "cpu", X, y, batch_size=batch_size, n_threads=n_threads, opt=opt)
+    ref, lr = _fit(spec, "numpy", X, y, batch_size=batch_size, n_threads=1, opt=opt)
+    rtol = 1e-10 if spec.dtype == "float64" else 2e-4
+    np.testing.assert_allclose(cpu.get_params(), ref.get_params(), rtol=rtol,
+                               atol=rtol * np.abs(ref.get_params()).max())
+    np.testing.assert_allclose(lc, lr, rtol=rtol)
+
+
 OPTS = [OptimizerSpec("sgd", 0.05, momentum=0.9), OptimizerSpec("sgd", 0.05, momentum=0.9,
                                                                  nesterov=True),
         OptimizerSpec("adam", 1e-3), OptimizerSpec("sgd", 0.05, clipnorm=0.5)]
@@ -173,13 +185,7 @@ def test_engine_direct_path_matches_numpy_reference(dtype, n_threads, opt, rng):
                        loss="categorical_crossentropy", dtype=dtype, l2=(0.01, 0.0, 0.0))
     X = rng.normal(size=(205, 70))
     y = rng.integers(0, 6, 205)
-    with direct_rows(64):
-        cpu, lc = _fit(spec, "cpu", X, y, batch_size=24, n_threads=n_threads, opt=opt)
-    ref, lr = _fit(spec, "numpy", X, y, batch_size=24, n_threads=1, opt=opt)
-    rtol = 1e-10 if dtype == "float64" else 2e-4
-    np.testing.assert_allclose(cpu.get_params(), ref.get_params(), rtol=rtol,
-                               atol=rtol * np.abs(ref.get_params()).max())
-    np.testing.assert_allclose(lc, lr, rtol=rtol)
+    _assert_direct_matches_reference(spec, X, y, batch_size=24, n_threads=n_threads, opt=opt)
 
 
 @needs_avx512
@@ -219,14 +225,8 @@ def test_penalty_split_over_threads_after_direct_products(dtype, rng):
     assert spec.n_params >= 65536
     X = rng.normal(size=(100, 300))
     y = rng.integers(0, 10, 100)
-    opt = OptimizerSpec("adam", 1e-3)
-    with direct_rows(64):
-        cpu, lc = _fit(spec, "cpu", X, y, batch_size=32, n_threads=2, opt=opt)
-    ref, lr = _fit(spec, "numpy", X, y, batch_size=32, n_threads=1, opt=opt)
-    rtol = 1e-10 if dtype == "float64" else 2e-4
-    np.testing.assert_allclose(cpu.get_params(), ref.get_params(), rtol=rtol,
-                               atol=rtol * np.abs(ref.get_params()).max())
-    np.testing.assert_allclose(lc, lr, rtol=rtol)
+    _assert_direct_matches_reference(spec, X, y, batch_size=32, n_threads=2,
+                                     opt=OptimizerSpec("adam", 1e-3))
 
 
 @needs_avx512
