@@ -84,6 +84,8 @@ cdef extern from "fastmlp.h" nogil:
     void direct_gemm_f64(int64_t M, int64_t N, int64_t K, const double *A, int64_t a_rs, int64_t a_cs, const double *B, double beta, double *C, int n_threads)
     void direct_gemm_nt_f32(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C, int n_threads)
     void direct_gemm_nt_f64(int64_t M, int64_t N, int64_t K, const double *A, const double *B, double *C, int n_threads)
+    void direct_gemm_split_k_f32(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C, float *partial, int n_threads)
+    void direct_gemm_split_k_f64(int64_t M, int64_t N, int64_t K, const double *A, const double *B, double *C, double *partial, int n_threads)
     void direct_gemm_naive_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_rs, int64_t a_cs, const float *B, float beta, float *C)
     void direct_gemm_naive_f64(int64_t M, int64_t N, int64_t K, const double *A, int64_t a_rs, int64_t a_cs, const double *B, double beta, double *C)
     void direct_gemm_nt_naive_f32(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C)

@@ -194,6 +194,8 @@ cdef struct NetC:
     void *slot1
     void *ws
     int64_t ws_rows
+    void *partial                       # n_threads - 1 partial products of split-K forwards
+    int64_t partial_rows                # ... each of up to this many rows x max_fan_out
     int64_t xb_off, yb_off, wb_off      # workspace: gathered X, Y, w of a batch
     int64_t *lb                         # gathered labels (ws_rows)
     bint tiny_shape                     # the network qualifies for the fused tiny pass
@@ -278,6 +280,22 @@ cdef inline void mm_nt(int64_t M, int64_t N, int64_t K, const floating *A,
         gemm(False, True, <int> M, <int> N, <int> K, 1, A, <int> K, B, <int> K, 0, C, <int> N)
 
 
+cdef bint SPLIT_K_FORWARD = True
+
+
+def set_split_k_forward(bint enabled):
+    global SPLIT_K_FORWARD
+    previous = SPLIT_K_FORWARD
+    SPLIT_K_FORWARD = enabled
+    return bool(previous)
+
+
+cdef inline bint forward_is_split_k(NetC *s, int64_t b, int nt) noexcept nogil:
+    """Does a training forward product of b rows on nt threads split over W's rows?"""
+    return (SPLIT_K_FORWARD and nt > 1 and b <= s.partial_rows and s.partial != NULL
+            and use_direct(b, nt))
+
+
 # ---------------------------------------------------------------------------------------
 cdef inline const floating *layer_input(NetC *s, ShardC *sh, int l, const floating *x,
                                         bint training) noexcept nogil:
@@ -322,7 +340,15 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
                 # z holds the biased pre-activation (and, when z is a, the activation too)
                 bias = NULL
         if not done:
-            mm_nn(b, L.fan_out, L.fan_in, inp, params + L.w_off, z, nt)
+            if training and forward_is_split_k(s, b, nt):
+                if floating is float:
+                    direct_gemm_split_k_f32(b, L.fan_out, L.fan_in, inp, params + L.w_off, z,
+                                            <float *> s.partial, nt)
+                else:
+                    direct_gemm_split_k_f64(b, L.fan_out, L.fan_in, inp, params + L.w_off, z,
+                                            <double *> s.partial, nt)
+            else:
+                mm_nn(b, L.fan_out, L.fan_in, inp, params + L.w_off, z, nt)
         if not (done and z == a):
             if z != a and bias != NULL:
                 # Z is kept (gelu, output layer): it must hold the true pre-activation
@@ -823,7 +849,7 @@ cdef class Engine:
     """
     cdef NetC s
     cdef object _layers_arr, _params, _grads, _slots, _ws, _lb
-    cdef object _shards_arr, _shard_ws, _shard_grads, _tw
+    cdef object _shards_arr, _shard_ws, _shard_grads, _tw, _partial
     cdef int64_t _ws_size
     cdef object _epoch_refs
     cdef readonly bint is_f32
@@ -931,6 +957,15 @@ cdef class Engine:
 
     def _alloc_shard_workspaces(self):
         cdef int k
+        self.s.partial_rows = min(self.s.ws_rows, DIRECT_MAX_ROWS_THREADED)
+        if self.s.n_threads > 1 and self.s.partial_rows > 0:
+            self._partial = np.zeros((self.s.n_threads - 1) * self.s.partial_rows
+                                     * self.s.max_fan_out + FASTMLP_SLACK, dtype=self.dtype)
+            self.s.partial = <void *> <size_t> self._partial.ctypes.data
+        else:
+            self._partial = None
+            self.s.partial = NULL
+            self.s.partial_rows = 0
         if self._ws is None:
             self._shard_ws = []
             for k in range(self.s.n_shards):
