@@ -88,6 +88,8 @@ int fm_direct_set_enabled(int enabled);
 /* The first of the M rows (of a tall product, or W's rows) that thread t of nt owns in the
  * direct products; t = nt gives M.  Whole blocks of 8 rows. */
 int64_t fm_direct_row_split(int64_t M, int t, int nt);
+/* Direct products below this many multiply-adds stay on the calling thread. */
+#define FM_DIRECT_PARALLEL_MIN_WORK (1 << 18)
 
 /* 1 when built with OpenMP. */
 int fm_openmp_enabled(void);

@@ -32,9 +32,6 @@
 #define FM_DIRECT_MR 12
 #define FM_DIRECT_KC 128
 
-/* Products below this many multiply-adds stay on the calling thread. */
-#define FM_DIRECT_PARALLEL_MIN_WORK (1 << 18)
-
 static int direct_enabled = -1; /* -1: not decided yet */
 
 int fm_direct_available(void)

@@ -75,6 +75,26 @@ def test_direct_kernels_match_numpy(kind, dtype, n_threads, rng):
                                        err_msg=f"{kind} {M}x{N}x{K} naive={naive}")
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_k_forward_kernel_matches_numpy(dtype, n_threads, rng):
+    """The training forward's product split over B's rows (each thread its own partial
+    product, then summed): every shape, with 3 threads on a K too short for all of them
+    (a thread with no rows contributes zeros), and nothing written outside C or the
+    partials (the entry point checks its guard zones)."""
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    for M, N, K in SHAPES:
+        A, B = _operands("nn", M, N, K, dtype, rng)
+        got = _network.kernel_direct_gemm_split_k(A, B, n_threads=n_threads)
+        assert got.shape == (M, N) and got.dtype == dtype
+        np.testing.assert_allclose(got, _oracle("nn", A, B), rtol=rtol, atol=rtol * np.sqrt(K),
+                                   err_msg=f"{M}x{N}x{K} on {n_threads} threads")
+    with pytest.raises(ValueError, match="A is 2x3 but B is 4x5"):
+        _network.kernel_direct_gemm_split_k(np.ones((2, 3)), np.ones((4, 5)))
+    with pytest.raises(ValueError, match="n_threads must be >= 1"):
+        _network.kernel_direct_gemm_split_k(np.ones((2, 3)), np.ones((3, 5)), n_threads=0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["nn", "tn"])
 @pytest.mark.parametrize("beta", [1.0, 0.5])
@@ -215,11 +235,37 @@ def test_engine_direct_path_matches_blas_on_mnist_shapes(dtype, opt, rng):
 
 @needs_avx512
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_split_k_forward_trains_like_the_column_split(dtype, rng):
+    """784-500-500-10 at batch 32 on two threads with the training forward split over W's
+    rows (the default) and over its columns: the same weights and losses, up to rounding
+    (the partial products are summed in another order), and both the reference's."""
+    spec = NetworkSpec((784, 500, 500, 10), ("relu", "relu", "softmax"),
+                       loss="categorical_crossentropy", dtype=dtype)
+    X = rng.random(size=(96, 784))
+    y = rng.integers(0, 10, 96)
+    opt = OptimizerSpec("sgd", 0.05, momentum=0.9)
+    runs = {}
+    for split_k in (True, False):
+        with engine_switch(_network.set_split_k_forward, split_k):
+            runs[split_k] = _fit(spec, "cpu", X, y, batch_size=32, n_threads=2, opt=opt,
+                                 epochs=1)
+    reference = _fit(spec, "numpy", X, y, batch_size=32, n_threads=1, opt=opt, epochs=1)
+    rtol = 1e-10 if dtype == "float64" else 1e-4
+    for net, losses in (runs[True], runs[False]):
+        np.testing.assert_allclose(net.get_params(), reference[0].get_params(), rtol=rtol,
+                                   atol=rtol * np.abs(reference[0].get_params()).max())
+        np.testing.assert_allclose(losses, reference[1], rtol=rtol)
+    # the switch does change the path: the two orders of summation round differently
+    assert not np.array_equal(runs[True][0].get_params(), runs[False][0].get_params())
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_penalty_split_over_threads_after_direct_products(dtype, rng):
     """A network above the split update's size (>= 65,536 parameters) with L2 and L1 on
     every layer, trained through the direct products on two threads: the penalty and its
-    gradient are then computed by flat slices, one per thread, cutting across the layers'
-    weight blocks.  Weights and losses equal the NumPy reference's."""
+    gradient are then computed by each thread on the weight rows it updates (its rows of
+    every layer).  Weights and losses equal the NumPy reference's."""
     spec = NetworkSpec((300, 250, 10), ("relu", "softmax"), loss="categorical_crossentropy",
                        dtype=dtype, l2=(1e-2, 3e-2), l1=(1e-3, 2e-3))
     assert spec.n_params >= 65536

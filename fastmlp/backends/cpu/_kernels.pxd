@@ -22,6 +22,8 @@ cdef extern from "fastmlp.h" nogil:
     int fm_direct_available()
     int fm_direct_set_enabled(int enabled)
     int64_t fm_direct_row_split(int64_t M, int t, int nt)
+    enum:
+        FM_DIRECT_PARALLEL_MIN_WORK
 
     uint64_t fm_dropout_stream(uint64_t seed, uint64_t step, uint64_t layer)
     int fm_openmp_enabled()
