@@ -264,8 +264,8 @@ def test_split_k_forward_trains_like_the_column_split(dtype, rng):
 def test_penalty_split_over_threads_after_direct_products(dtype, rng):
     """A network above the split update's size (>= 65,536 parameters) with L2 and L1 on
     every layer, trained through the direct products on two threads: the penalty and its
-    gradient are then computed by each thread on the weight rows it updates (its rows of
-    every layer).  Weights and losses equal the NumPy reference's."""
+    gradient are then computed by flat slices, one per thread, cutting across the layers'
+    weight blocks.  Weights and losses equal the NumPy reference's."""
     spec = NetworkSpec((300, 250, 10), ("relu", "softmax"), loss="categorical_crossentropy",
                        dtype=dtype, l2=(1e-2, 3e-2), l1=(1e-3, 2e-3))
     assert spec.n_params >= 65536

@@ -401,11 +401,10 @@ def test_thread_settings(monkeypatch):
     ("float32", 2, OptimizerSpec("adam", 1e-3)),
 ], ids=["adam-2", "sgd-3-threads", "clipnorm", "float32"])
 def test_batch_split_over_threads_matches_reference(dtype, n_threads, opt, rng):
-    # a batch big enough to be split over the threads (data parallel: each thread the
-    # forward pass and deltas of its rows, then its rows of every weight gradient over all
-    # the rows): dropout masks, metrics, penalties and weights equal the reference's; with
-    # 3 threads the rows of 40 inputs split unevenly (blocks of 8), and clipping takes the
-    # update off the threads
+    # a batch big enough to be split over the threads (data parallel, single-threaded BLAS
+    # per thread, the threads' gradients then summed): dropout masks, metrics, penalties
+    # and weights equal the reference's; with 3 threads the shards and the slices of the
+    # sum are uneven, and clipping takes the update off the threads
     spec = NetworkSpec((40, 200, 100, 5), ("relu", "tanh", "softmax"),
                        loss="categorical_crossentropy", dropout=(0.3, 0.1, 0.0), l2=1e-3,
                        l1=1e-4, dtype=dtype)

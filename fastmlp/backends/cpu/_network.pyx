@@ -13,10 +13,9 @@ happens inside an epoch.  Every buffer the small kernels touch has FASTMLP_SLACK
 elements after it (they read and write rows as whole vectors).
 
 Threads: a large batch of a narrow network (or a long batch of a wide one) is split into
-one shard per thread (each shard: its own workspace, single-threaded BLAS) for the forward
-pass and the deltas; then each thread computes its rows of every weight gradient over all
-the shards' rows (weight_grads_own_rows: no gradient buffer per thread, nothing to sum)
-and updates those rows: ONE update.  Otherwise BLAS threads split each product.  Predictions are split by rows the same way (nothing to sum).
+one shard per thread (each shard: its own workspace and gradient buffer, single-threaded
+BLAS); the shards' gradients are summed, then ONE update is applied.  Otherwise BLAS
+threads split each product.  Predictions are split by rows the same way (nothing to sum).
 The choice is a fixed rule (batch_is_sharded, predict_is_sharded), never a timing, so
 results do not depend on the machine's load.
 
@@ -172,9 +171,9 @@ cdef struct LayerC:
 
 
 cdef struct ShardC:
-    # one thread's share of a batch: its workspace (the weight gradients go to s.grads,
-    # each thread its own rows: weight_grads_own_rows)
+    # one thread's share of a batch: its workspace and gradient buffer
     void *ws
+    void *grads
     double loss
     double penalty       # this thread's part of the batch's penalty (penalty_slice)
     double metrics[6]    # sum w*correct, w*mae, w*mse, w; sum data_loss*nb, penalty*nb
@@ -185,7 +184,7 @@ cdef struct NetC:
     LayerC *layers
     int64_t n_params, n_features, n_outputs, macs_per_row, max_fan_out, max_layer_macs
     int n_shards                        # threads a large batch is split over
-    ShardC *shards                      # n_shards entries; shard 0 owns ws
+    ShardC *shards                      # n_shards entries; shard 0 owns ws and grads
     int loss
     double loss_scale
     bint norm_by_weights, penalty_per_sample
@@ -426,58 +425,49 @@ cdef double output_loss(NetC *s, ShardC *sh, int64_t b, const floating *y,
 cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64_t row0,
                          bint training, bint accumulate, int nt,
                          floating *dummy) noexcept nogil:
-    """Gradients of the data loss of these rows into s.grads (added to it when
-    accumulate).  Penalties are added separately (penalty_pass)."""
+    """Gradients of the data loss of these rows into the shard's gradient buffer (added to
+    it when accumulate).  Penalties are added separately (penalty_pass)."""
     cdef floating *ws = <floating *> sh.ws
-    cdef floating *grads = <floating *> s.grads
+    cdef floating *params = <floating *> s.params
+    cdef floating *grads = <floating *> sh.grads
     cdef LayerC *L
+    cdef LayerC *P
     cdef int l
+    cdef floating *dprev
     for l in range(s.n_layers - 1, -1, -1):
         L = &s.layers[l]
         # dW (fan_in, fan_out) = input^T (fan_in, b) @ dZ (b, fan_out)
         mm_tn(L.fan_in, L.fan_out, b, layer_input(s, sh, l, x, training), ws + L.g_off,
               1 if accumulate else 0, grads + L.w_off, nt)
         if L.b_off >= 0:
-            bias_grad(b, L.fan_out, ws + L.g_off, grads + L.b_off, accumulate)
+            if floating is float:
+                if not column_sums_small_f32(b, L.fan_out, ws + L.g_off, grads + L.b_off,
+                                             accumulate):
+                    column_sums_f32(b, L.fan_out, ws + L.g_off, grads + L.b_off, accumulate)
+            else:
+                if not column_sums_small_f64(b, L.fan_out, ws + L.g_off, grads + L.b_off,
+                                             accumulate):
+                    column_sums_f64(b, L.fan_out, ws + L.g_off, grads + L.b_off, accumulate)
         if l == 0:
             break  # no gradient with respect to the input is needed
-        delta_backward(s, sh, l, b, row0, training, nt, dummy)
-
-
-cdef inline void bias_grad(int64_t b, int64_t n, const floating *dz, floating *out,
-                           bint accumulate) noexcept nogil:
-    """out (n,) (+)= the column sums of dz (b, n)."""
-    if floating is float:
-        if not column_sums_small_f32(b, n, dz, out, accumulate):
-            column_sums_f32(b, n, dz, out, accumulate)
-    else:
-        if not column_sums_small_f64(b, n, dz, out, accumulate):
-            column_sums_f64(b, n, dz, out, accumulate)
-
-
-cdef void delta_backward(NetC *s, ShardC *sh, int l, int64_t b, int64_t row0, bint training,
-                         int nt, floating *dummy) noexcept nogil:
-    """Layer l - 1's delta from layer l's (l >= 1), in the shard's workspace:
-    dA_prev (b, fan_in) = dZ (b, fan_out) @ W^T, then dropout's and the activation's
-    backward."""
-    cdef floating *ws = <floating *> sh.ws
-    cdef floating *params = <floating *> s.params
-    cdef LayerC *L = &s.layers[l]
-    cdef LayerC *P = &s.layers[l - 1]
-    cdef floating *dprev = ws + P.g_off
-    mm_nt(b, L.fan_in, L.fan_out, ws + L.g_off, params + L.w_off, dprev, nt)
-    if floating is float:
-        if P.d_off >= 0 and training:
-            dropout_backward_f32(b, P.fan_out, P.rate, fm_dropout_stream(s.seed, s.step, l - 1),
-                                 row0 * P.fan_out, dprev, nt)
-        act_backward_f32(b, P.fan_out, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
-                         ws + P.a_off, dprev, nt)
-    else:
-        if P.d_off >= 0 and training:
-            dropout_backward_f64(b, P.fan_out, P.rate, fm_dropout_stream(s.seed, s.step, l - 1),
-                                 row0 * P.fan_out, dprev, nt)
-        act_backward_f64(b, P.fan_out, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
-                         ws + P.a_off, dprev, nt)
+        # dA_prev (b, fan_in) = dZ (b, fan_out) @ W^T
+        P = &s.layers[l - 1]
+        dprev = ws + P.g_off
+        mm_nt(b, L.fan_in, L.fan_out, ws + L.g_off, params + L.w_off, dprev, nt)
+        if floating is float:
+            if P.d_off >= 0 and training:
+                dropout_backward_f32(b, P.fan_out, P.rate,
+                                     fm_dropout_stream(s.seed, s.step, l - 1),
+                                     row0 * P.fan_out, dprev, nt)
+            act_backward_f32(b, P.fan_out, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
+                             ws + P.a_off, dprev, nt)
+        else:
+            if P.d_off >= 0 and training:
+                dropout_backward_f64(b, P.fan_out, P.rate,
+                                     fm_dropout_stream(s.seed, s.step, l - 1),
+                                     row0 * P.fan_out, dprev, nt)
+            act_backward_f64(b, P.fan_out, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
+                             ws + P.a_off, dprev, nt)
 
 
 cdef double penalty_slice(NetC *s, floating *grads, int64_t lo, int64_t hi, double norm,
@@ -521,93 +511,21 @@ cdef inline bint has_penalty(NetC *s) noexcept nogil:
     return False
 
 
-cdef void shard_deltas(NetC *s, int k, int n_shards, const floating *xb, const floating *yb,
-                       const int64_t *lb, const floating *wb, int64_t b, double norm,
-                       floating *dummy) noexcept nogil:
-    """Shard k's part of a split batch (rows [r0, r1)), on one thread: forward, loss and
-    every layer's delta, in the shard's workspace.  The weight gradients come after every
-    shard's deltas (weight_grads_own_rows)."""
+cdef void shard_step(NetC *s, int k, int n_shards, const floating *xb, const floating *yb,
+                     const int64_t *lb, const floating *wb, int64_t b, double norm, int nt,
+                     floating *dummy) noexcept nogil:
+    """Forward, loss and backward of shard k's rows of a batch (rows [r0, r1))."""
     cdef ShardC *sh = &s.shards[k]
     cdef int64_t r0 = b * k // n_shards, r1 = b * (k + 1) // n_shards
     cdef int64_t d = s.n_features, K = s.n_outputs
-    cdef int l
     sh.loss = 0.0
     if r1 <= r0:
         return
-    forward_batch(s, sh, xb + r0 * d, r1 - r0, r0, True, 1, dummy)
+    forward_batch(s, sh, xb + r0 * d, r1 - r0, r0, True, nt, dummy)
     sh.loss = output_loss(s, sh, r1 - r0, yb + r0 * K if yb != NULL else NULL,
                           lb + r0 if lb != NULL else NULL, wb + r0 if wb != NULL else NULL,
-                          norm, s.track_metrics, 1, dummy)
-    for l in range(s.n_layers - 1, 0, -1):
-        delta_backward(s, sh, l, r1 - r0, r0, True, 1, dummy)
-
-
-cdef double weight_grads_own_rows(NetC *s, int t, int n_shards, const floating *xb, int64_t b,
-                                  double norm, floating *dummy) noexcept nogil:
-    """Thread t's rows of every weight gradient of a split batch (fm_direct_row_split of
-    each W's rows, the rows whose update it runs), summed over every shard's rows:
-    dW[i0:i1] = sum over shards k of input_k[:, i0:i1]^T @ dZ_k, written once into s.grads
-    (no per-shard gradient buffers to sum, and each thread zeroes and writes only its own
-    rows); layer l's bias gradient by thread l % n_shards; then the penalty's gradient on
-    these rows.  Returns the penalty of these rows."""
-    cdef floating *g = <floating *> s.grads
-    cdef LayerC *L
-    cdef ShardC *sh
-    cdef const floating *inp
-    cdef floating *dz
-    cdef int l, k
-    cdef bint first
-    cdef int64_t i0, i1, k0, k1, d = s.n_features
-    cdef double penalty = 0.0
-    for l in range(s.n_layers):
-        L = &s.layers[l]
-        i0 = fm_direct_row_split(L.fan_in, t, n_shards)
-        i1 = fm_direct_row_split(L.fan_in, t + 1, n_shards)
-        first = True
-        for k in range(n_shards):
-            k0 = b * k // n_shards
-            k1 = b * (k + 1) // n_shards
-            if k1 <= k0:
-                continue
-            sh = &s.shards[k]
-            dz = (<floating *> sh.ws) + L.g_off
-            inp = layer_input(s, sh, l, xb + k0 * d, True)
-            if i1 > i0:
-                mm_tn_strided(i1 - i0, L.fan_out, k1 - k0, inp + i0, L.fan_in, dz,
-                              0 if first else 1, g + L.w_off + i0 * L.fan_out)
-            if L.b_off >= 0 and l % n_shards == t:
-                bias_grad(k1 - k0, L.fan_out, dz, g + L.b_off, not first)
-            first = False
-        penalty += penalty_slice(s, g, L.w_off + i0 * L.fan_out, L.w_off + i1 * L.fan_out,
-                                 norm, dummy)
-    return penalty
-
-
-cdef double penalty_own_rows(NetC *s, int t, int nt, double norm,
-                             floating *dummy) noexcept nogil:
-    """Thread t's share of the penalty and its gradient: the rows of each weight matrix
-    whose gradient it wrote and whose update it runs (fm_direct_row_split)."""
-    cdef LayerC *L
-    cdef int l
-    cdef double penalty = 0.0
-    for l in range(s.n_layers):
-        L = &s.layers[l]
-        penalty += penalty_slice(s, <floating *> s.grads,
-                                 L.w_off + fm_direct_row_split(L.fan_in, t, nt) * L.fan_out,
-                                 L.w_off + fm_direct_row_split(L.fan_in, t + 1, nt) * L.fan_out,
-                                 norm, dummy)
-    return penalty
-
-
-cdef void shard_step(NetC *s, const floating *xb, const floating *yb, const int64_t *lb,
-                     const floating *wb, int64_t b, double norm, int nt,
-                     floating *dummy) noexcept nogil:
-    """Forward, loss and backward of a whole batch through shard 0's workspace, nt threads
-    inside each product."""
-    cdef ShardC *sh = &s.shards[0]
-    forward_batch(s, sh, xb, b, 0, True, nt, dummy)
-    sh.loss = output_loss(s, sh, b, yb, lb, wb, norm, s.track_metrics, nt, dummy)
-    backward_batch(s, sh, xb, b, 0, True, False, nt, dummy)
+                          norm, s.track_metrics, nt, dummy)
+    backward_batch(s, sh, xb + r0 * d, r1 - r0, r0, True, False, nt, dummy)
 
 
 cdef inline bint tiny_batch_fits(NetC *s, int64_t b) noexcept nogil:
@@ -639,9 +557,9 @@ cdef void tiny_step(NetC *s, const floating *xb, const floating *yb, const int64
         bias_act_forward_f64(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
     sh.loss = output_loss(s, sh, b, yb, lb, wb, norm, s.track_metrics, 1, dummy)
     if floating is float:
-        tiny_backward_f32(&s.tiny, b, xb, <float *> s.tw, ws + L.g_off, <float *> s.grads)
+        tiny_backward_f32(&s.tiny, b, xb, <float *> s.tw, ws + L.g_off, <float *> sh.grads)
     else:
-        tiny_backward_f64(&s.tiny, b, xb, <double *> s.tw, ws + L.g_off, <double *> s.grads)
+        tiny_backward_f64(&s.tiny, b, xb, <double *> s.tw, ws + L.g_off, <double *> sh.grads)
 
 
 cdef void gather_batch(NetC *s, int64_t src, int64_t dst, int64_t rows,
@@ -667,6 +585,19 @@ cdef void gather_batch(NetC *s, int64_t src, int64_t dst, int64_t rows,
     if sw != NULL:
         for i in range(rows):
             ws[s.wb_off + dst + i] = sw[s.order[src + i]]
+
+
+cdef void reduce_grads(NetC *s, int64_t lo, int64_t hi, int n_shards,
+                       floating *dummy) noexcept nogil:
+    """grads[lo:hi] += the other shards' grads[lo:hi]."""
+    cdef floating *g0 = <floating *> s.shards[0].grads
+    cdef floating *gk
+    cdef int64_t e
+    cdef int k
+    for k in range(1, n_shards):
+        gk = <floating *> s.shards[k].grads
+        for e in range(lo, hi):
+            g0[e] += gk[e]
 
 
 cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr, int nt,
@@ -770,9 +701,8 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
     """Up to max_steps minibatch updates of the epoch in progress (max_steps < 0: all).
 
     A large batch is split into one shard per thread (data parallel: each thread runs the
-    forward pass and the deltas of its rows with single-threaded BLAS in its own
-    workspace); then each thread computes its rows of every weight gradient over all the
-    shards' rows, and ONE update is applied, each thread updating its rows."""
+    forward and backward pass of its rows with single-threaded BLAS into its own workspace
+    and gradient buffer); the gradients are then summed and ONE update is applied."""
     cdef floating *ws = <floating *> s.shards[0].ws
     cdef floating *g0 = <floating *> s.grads
     cdef const floating *X = <const floating *> s.X
@@ -814,35 +744,38 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
             norm = <double> b
         if n_shards > 1:
             for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
-                shard_deltas(s, k, n_shards, xb, yb, lb, wb, b, norm, dummy)
+                shard_step(s, k, n_shards, xb, yb, lb, wb, b, norm, 1, dummy)
         elif batch_is_tiny(s, b):
             tiny_step(s, xb, yb, lb, wb, b, norm, dummy)
         else:
-            shard_step(s, xb, yb, lb, wb, b, norm, s.n_threads, dummy)
+            shard_step(s, 0, 1, xb, yb, lb, wb, b, norm, s.n_threads, dummy)
         data_loss = 0.0
         for k in range(n_shards):
             data_loss += s.shards[k].loss
-        # the update split over the threads by the weight rows each thread's products wrote:
-        # after a split batch (weight_grads_own_rows) and after direct products (their
+        # the update split over the threads: after a split batch by slices of the buffer,
+        # after direct products by the weight rows each thread's products own (their
         # OpenMP threads are the update's: no BLAS threads to compete with, unlike the
-        # elementwise kernels' rule in csrc/fm_internal.h); the penalty and its gradient by
-        # the same rows, while they are in that thread's cache
+        # elementwise kernels' rule in csrc/fm_internal.h)
         n_update = n_shards
         if (n_shards == 1 and s.n_shards > 1 and use_direct(b, s.n_threads)
                 and s.n_params >= DIRECT_SPLIT_UPDATE_MIN):
             n_update = s.n_shards
-        n_pen = n_update if n_shards > 1 or has_penalty(s) else 1
-        if n_shards > 1:
-            for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
-                s.shards[k].penalty = weight_grads_own_rows(s, k, n_shards, xb, b, norm, dummy)
-        elif n_pen > 1:
+        # the penalty and its gradient by flat slices, one per thread wherever the update
+        # is split (after a split batch in the same pass as the sum of the shards'
+        # gradients into shard 0's = s.grads, each slice while in that thread's cache)
+        n_pen = n_update if n_update > 1 and (n_shards > 1 or has_penalty(s)) else 1
+        if n_pen > 1:
             for k in prange(n_pen, num_threads=n_pen, schedule="static", chunksize=1):
-                s.shards[k].penalty = penalty_own_rows(s, k, n_pen, norm, dummy)
+                if n_shards > 1:
+                    reduce_grads(s, s.n_params * k // n_shards,
+                                 s.n_params * (k + 1) // n_shards, n_shards, dummy)
+                s.shards[k].penalty = penalty_slice(s, g0, s.n_params * k // n_pen,
+                                                    s.n_params * (k + 1) // n_pen, norm, dummy)
+            penalty = 0.0
+            for k in range(n_pen):
+                penalty += s.shards[k].penalty
         else:
-            s.shards[0].penalty = penalty_pass(s, g0, norm, dummy)
-        penalty = 0.0
-        for k in range(n_pen):
-            penalty += s.shards[k].penalty
+            penalty = penalty_pass(s, g0, norm, dummy)
         if s.track_metrics and n_shards > 1:
             for k in range(1, n_shards):
                 for j in range(4):
@@ -855,7 +788,11 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
             lr_step = learning_rate_at(s, s.step)
             s.step += 1
             for k in prange(n_update, num_threads=n_update, schedule="static", chunksize=1):
-                update_own_rows(s, k, n_update, lr_step, dummy)
+                if n_shards > 1:  # the slices reduce_grads summed
+                    update_slice(s, s.n_params * k // n_update, s.n_params * (k + 1) // n_update,
+                                 lr_step, 1, dummy)
+                else:
+                    update_own_rows(s, k, n_update, lr_step, dummy)
         else:
             apply_update(s, dummy)
         s.loss_sum += (data_loss + penalty) * b
@@ -937,7 +874,7 @@ cdef class Engine:
     """
     cdef NetC s
     cdef object _layers_arr, _params, _grads, _slots, _ws, _lb
-    cdef object _shards_arr, _shard_ws, _tw, _partial
+    cdef object _shards_arr, _shard_ws, _shard_grads, _tw, _partial
     cdef int64_t _ws_size
     cdef object _epoch_refs
     cdef readonly bint is_f32
@@ -1030,12 +967,17 @@ cdef class Engine:
         return bool(tiny_batch_fits(&self.s, batch_size))
 
     def _set_shards(self, int n_threads):
-        """One shard per thread (1 without OpenMP); shard 0 owns ws."""
+        """One shard per thread (1 without OpenMP); shard 0 owns ws and grads."""
         cdef int k, n = n_threads if fm_openmp_enabled() else 1
         cdef ShardC *sh
         self._shards_arr = np.zeros(n * sizeof(ShardC), dtype=np.uint8)
         self.s.shards = <ShardC *> <size_t> self._shards_arr.ctypes.data
         self.s.n_shards = n
+        self._shard_grads = [self._grads] + [
+            np.zeros(self.s.n_params + FASTMLP_SLACK, dtype=self.dtype)[:self.s.n_params]
+            for k in range(1, n)]
+        for k in range(n):
+            self.s.shards[k].grads = <void *> <size_t> self._shard_grads[k].ctypes.data
         self._alloc_shard_workspaces()
 
     def _alloc_shard_workspaces(self):
@@ -1092,10 +1034,12 @@ cdef class Engine:
 
     @property
     def workspace_nbytes(self):
-        """Bytes of all workspaces (the shards', the tiny pass's, the split-K partials)."""
+        """Bytes of all workspaces (the shards', the tiny pass's, the split-K partials) and
+        per-thread gradient buffers."""
         total = sum(w.nbytes for w in self._shard_ws) + (self._tw.nbytes if self._tw is not None
                                                            else 0)
-        return total + (self._partial.nbytes if self._partial is not None else 0)
+        total += self._partial.nbytes if self._partial is not None else 0
+        return total + sum(g.nbytes for g in self._shard_grads[1:])
 
     def ensure_workspace(self, int64_t rows):
         """Size the workspaces for batches of up to ``rows`` rows (grow only)."""
@@ -1419,6 +1363,12 @@ def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
             and (storage[FASTMLP_SLACK + M * N:] == 12345.0).all()):
         raise RuntimeError(f"direct {kind} kernel wrote outside C ({M}x{N}x{K})")
     return out
+
+
+def set_direct_kernels(bint enabled):
+    """Switch the direct kernels' AVX-512 code off (they fall back to the naive references)
+    or back to what the CPU supports (for tests; returns the previous availability)."""
+    return bool(fm_direct_set_enabled(enabled))
 
 
 
