@@ -89,7 +89,7 @@ def test_split_k_forward_kernel_matches_numpy(dtype, n_threads, rng):
         assert got.shape == (M, N) and got.dtype == dtype
         np.testing.assert_allclose(got, _oracle("nn", A, B), rtol=rtol, atol=rtol * np.sqrt(K),
                                    err_msg=f"{M}x{N}x{K} on {n_threads} threads")
-    with pytest.raises(ValueError, match="A is 2x3 but B is 4x5"):
+    with pytest.raises(ValueError, match="A 2x3 and B 4x5: the inner dimensions differ"):
         _network.kernel_direct_gemm_split_k(np.ones((2, 3)), np.ones((4, 5)))
     with pytest.raises(ValueError, match="n_threads must be >= 1"):
         _network.kernel_direct_gemm_split_k(np.ones((2, 3)), np.ones((3, 5)), n_threads=0)

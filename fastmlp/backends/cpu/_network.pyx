@@ -198,6 +198,7 @@ cdef struct NetC:
     int64_t ws_rows
     void *partial                       # n_threads - 1 partial products of split-K forwards
     int64_t partial_rows                # ... each of up to this many rows x max_fan_out
+                                        #     (0 when there is no partial buffer)
     int64_t xb_off, yb_off, wb_off      # workspace: gathered X, Y, w of a batch
     int64_t *lb                         # gathered labels (ws_rows)
     bint tiny_shape                     # the network qualifies for the fused tiny pass
@@ -303,22 +304,7 @@ cdef inline bint forward_is_split_k(NetC *s, int64_t b, int64_t work, int nt) no
     split over W's rows?  When it goes direct and would be split over the threads at all,
     and the partial products fit their buffer."""
     return (SPLIT_K_FORWARD and nt > 1 and work >= FM_DIRECT_PARALLEL_MIN_WORK
-            and b <= s.partial_rows and s.partial != NULL and use_direct(b, nt))
-
-
-cdef inline void mm_tn_strided(int64_t M, int64_t N, int64_t K, const floating *A, int64_t lda,
-                               const floating *B, floating beta, floating *C) noexcept nogil:
-    """C (M, N) = A'^T @ B + beta C on one thread, with A' = the first M columns of A
-    (K, lda) row-major and B (K, N): some rows of a weight gradient (A: a layer input
-    shifted to its first column)."""
-    if M * N * K <= SMALL_GEMM_WORK or use_direct(K, 1):
-        if floating is float:
-            direct_gemm_f32(M, N, K, A, 1, lda, B, beta, C, 1)
-        else:
-            direct_gemm_f64(M, N, K, A, 1, lda, B, beta, C, 1)
-    else:
-        gemm(True, False, <int> M, <int> N, <int> K, 1, A, <int> lda, B, <int> N, beta, C,
-             <int> N)
+            and b <= s.partial_rows and use_direct(b, nt))
 
 
 # ---------------------------------------------------------------------------------------
@@ -1299,6 +1285,23 @@ def kernel_small_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B):
     return out
 
 
+_GUARD = 12345.0
+
+
+def _guarded(int64_t n, dtype, int offset=0):
+    """A buffer of n elements between two guard zones of FASTMLP_SLACK elements (the
+    buffer is [FASTMLP_SLACK:FASTMLP_SLACK + n]), starting `offset` elements into its
+    allocation, for the kernel tests to check that nothing was written outside."""
+    storage = np.full(n + 2 * FASTMLP_SLACK + offset, _GUARD, dtype=dtype)
+    return storage[offset:]
+
+
+def _guards_intact(storage, int64_t n):
+    """Are both guard zones around _guarded(n)'s buffer untouched?"""
+    return bool((storage[:FASTMLP_SLACK] == _GUARD).all()
+                and (storage[FASTMLP_SLACK + n:] == _GUARD).all())
+
+
 def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
                        double beta=0.0, bint naive=False, int n_threads=1, int c_offset=0,
                        int repeats=1):
@@ -1324,8 +1327,7 @@ def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if repeats > 1 and beta != 0.0:
         raise ValueError(f"repeats > 1 needs beta == 0 (each run would add to C), got {beta}")
-    storage = np.full(M * N + 2 * FASTMLP_SLACK + 64, 12345.0, dtype=np.asarray(A).dtype)
-    storage = storage[c_offset:c_offset + M * N + 2 * FASTMLP_SLACK]
+    storage = _guarded(M * N, np.asarray(A).dtype, c_offset)
     out = storage[FASTMLP_SLACK:FASTMLP_SLACK + M * N].reshape(M, N)
     out[...] = 0 if C is None else C
     cdef floating[:, ::1] c = out
@@ -1359,8 +1361,7 @@ def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
                     else:
                         direct_gemm_f64(M, N, K, &A[0, 0], a_rs, a_cs, &B[0, 0], beta, &c[0, 0],
                                         n_threads)
-    if not ((storage[:FASTMLP_SLACK] == 12345.0).all()
-            and (storage[FASTMLP_SLACK + M * N:] == 12345.0).all()):
+    if not _guards_intact(storage, M * N):
         raise RuntimeError(f"direct {kind} kernel wrote outside C ({M}x{N}x{K})")
     return out
 
@@ -1371,20 +1372,18 @@ def set_direct_kernels(bint enabled):
     return bool(fm_direct_set_enabled(enabled))
 
 
-
 def kernel_direct_gemm_split_k(floating[:, ::1] A, floating[:, ::1] B, int n_threads=2):
     """A (M, K) @ B (K, N) through the training forward's split-K kernel
     (direct_gemm_split_k: each of n_threads threads multiplies its rows of B into its own
     partial product, then they are summed), for tests.  RuntimeError if it wrote outside C
     or its partial buffer.  Returns a new array."""
-    cdef int64_t M = A.shape[0], K = A.shape[1], N = B.shape[1]
-    if B.shape[0] != K:
-        raise ValueError(f"A is {M}x{K} but B is {B.shape[0]}x{N}")
+    cdef int64_t M, N, K
+    M, N, K = _product_dims("nn", (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1]))
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     dtype = np.asarray(A).dtype
-    storage = np.full(M * N + 2 * FASTMLP_SLACK, 12345.0, dtype=dtype)
-    spare = np.full((n_threads - 1) * M * N + 2 * FASTMLP_SLACK, 12345.0, dtype=dtype)
+    storage = _guarded(M * N, dtype)
+    spare = _guarded((n_threads - 1) * M * N, dtype)
     out = storage[FASTMLP_SLACK:FASTMLP_SLACK + M * N].reshape(M, N)
     cdef floating[:, ::1] c = out
     cdef floating[::1] p = spare
@@ -1397,16 +1396,9 @@ def kernel_direct_gemm_split_k(floating[:, ::1] A, floating[:, ::1] B, int n_thr
         else:
             direct_gemm_split_k_f64(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0], &p[FASTMLP_SLACK],
                                     n_threads)
-    for guarded, used in ((storage, M * N), (spare, (n_threads - 1) * M * N)):
-        if not ((guarded[:FASTMLP_SLACK] == 12345.0).all()
-                and (guarded[FASTMLP_SLACK + used:] == 12345.0).all()):
-            raise RuntimeError(f"split-K kernel wrote outside its buffers ({M}x{N}x{K})")
+    if not (_guards_intact(storage, M * N) and _guards_intact(spare, (n_threads - 1) * M * N)):
+        raise RuntimeError(f"split-K kernel wrote outside its buffers ({M}x{N}x{K})")
     return out
-
-def set_direct_kernels(bint enabled):
-    """Switch the direct kernels' AVX-512 code off (they fall back to the naive references)
-    or back to what the CPU supports (for tests; returns the previous availability)."""
-    return bool(fm_direct_set_enabled(enabled))
 
 
 def kernel_tiny_softmax(float[:, ::1] Z):
