@@ -34,6 +34,12 @@ def test_products_plans_run_and_the_fastest_is_kept():
     times = {key: float(i + 1) for i, key in enumerate(fns)}
     times["fastmlp"] = 0.5  # other systems are ignored
     assert products_alone(times) == (1.0, next(iter(fns))[1])
+    # a second label keeps a second set of plans apart (e: the one-thread products)
+    one = products_epoch_fns((20, 30, 5), 16, 3, 1, label="products alone, 1 thread")
+    assert all(label == "products alone, 1 thread" for label, _ in one)
+    times.update({key: 0.25 for key in one})
+    assert products_alone(times) == (1.0, next(iter(fns))[1])
+    assert products_alone(times, "products alone, 1 thread")[0] == 0.25
     # one thread: no split plan; long batches: BLAS only
     assert all("each on" not in how for _, how in products_epoch_fns((20, 30, 5), 16, 3, 1))
     assert all("BLAS" in how for _, how in products_epoch_fns((20, 30, 5), 600, 1, 2))
