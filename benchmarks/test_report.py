@@ -1,6 +1,7 @@
 """Checks of the report's own pieces (`pytest benchmarks/`; not timings): the products a
 step is made of, and the 'products alone' plans that give every target its ceiling."""
-from benchmarks.report import products_alone, products_epoch_fns, step_products
+from benchmarks.report import (ONE_THREAD_PRODUCTS, products_alone, products_epoch_fns,
+                               step_products)
 
 
 def test_step_products_are_forward_and_backward_of_every_layer():
@@ -35,11 +36,11 @@ def test_products_plans_run_and_the_fastest_is_kept():
     times["fastmlp"] = 0.5  # other systems are ignored
     assert products_alone(times) == (1.0, next(iter(fns))[1])
     # a second label keeps a second set of plans apart (e: the one-thread products)
-    one = products_epoch_fns((20, 30, 5), 16, 3, 1, label="products alone, 1 thread")
-    assert all(label == "products alone, 1 thread" for label, _ in one)
+    one = products_epoch_fns((20, 30, 5), 16, 3, 1, label=ONE_THREAD_PRODUCTS)
+    assert all(label == ONE_THREAD_PRODUCTS for label, _ in one)
     times.update({key: 0.25 for key in one})
     assert products_alone(times) == (1.0, next(iter(fns))[1])
-    assert products_alone(times, "products alone, 1 thread")[0] == 0.25
+    assert products_alone(times, ONE_THREAD_PRODUCTS)[0] == 0.25
     # one thread: no split plan; long batches: BLAS only
     assert all("each on" not in how for _, how in products_epoch_fns((20, 30, 5), 16, 3, 1))
     assert all("BLAS" in how for _, how in products_epoch_fns((20, 30, 5), 600, 1, 2))
@@ -53,3 +54,5 @@ def test_a_missed_target_is_never_shown_as_reached():
     assert _shown(0.91, 0.9, percent=True) == "91%"
     assert _shown(0.8962, 0.9, percent=True) == "89.6%"
     assert _shown(4.33, 3, 1) == "4.3x"
+    assert _shown(104.4, 50, 0) == "104x"          # (b)'s whole-number ratios
+    assert _shown(99.7, 100, 0) == "99.7x"         # not "100x" beside a "no"
