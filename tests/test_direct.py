@@ -95,6 +95,82 @@ def test_split_k_forward_kernel_matches_numpy(dtype, n_threads, rng):
         _network.kernel_direct_gemm_split_k(np.ones((2, 3)), np.ones((3, 5)), n_threads=0)
 
 
+EPILOGUE_ACTS = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softplus", "gelu",
+                 "softmax"]
+EPILOGUE_SHAPES = [(1, 1, 1), (7, 33, 5), (13, 10, 500), (32, 500, 784), (25, 70, 300),
+                   (128, 500, 500), (61, 50, 9), (40, 4, 7), (50, 500, 10)]
+
+
+@pytest.mark.parametrize("use_avx512", [True, False], ids=["avx512", "naive"])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_k_forward_with_bias_and_activation(dtype, n_threads, use_avx512, rng):
+    """The split-K forward with the hidden layer's bias and activation applied by each
+    thread to the rows it summed: act(A @ B + bias) as the plain kernel followed by the
+    naive activation, for every activation (softmax too: rows stay whole), with and without
+    a bias, on the AVX-512 kernels and on the naive fallback."""
+    if use_avx512 and not AVX512:
+        pytest.skip("this CPU has no AVX-512")
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    with avx512(use_avx512):
+        for M, N, K in EPILOGUE_SHAPES:
+            A, B = _operands("nn", M, N, K, dtype, rng)
+            bias = rng.normal(size=N).astype(dtype)
+            Z = _oracle("nn", A, B)
+            for act in EPILOGUE_ACTS:
+                for b in (bias, None):
+                    got = _network.kernel_direct_gemm_split_k(A, B, n_threads=n_threads,
+                                                              bias=b, act=act)
+                    want = _network.kernel_bias_act_forward(  # in float64
+                        Z, None if b is None else b.astype(np.float64), act, naive=True)
+                    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.sqrt(K),
+                                               err_msg=f"{act} {M}x{N}x{K} bias={b is not None}")
+            # relu has no rounding of its own: the fused pass equals product then activation
+            plain = _network.kernel_direct_gemm_split_k(A, B, n_threads=n_threads)
+            np.testing.assert_array_equal(
+                _network.kernel_direct_gemm_split_k(A, B, n_threads=n_threads, bias=bias,
+                                                    act="relu"),
+                _network.kernel_bias_act_forward(plain, bias, "relu"))
+    with pytest.raises(ValueError, match="bias must have 5 elements, got 4"):
+        _network.kernel_direct_gemm_split_k(np.ones((2, 3)), np.ones((3, 5)), bias=np.ones(4),
+                                            act="relu")
+    with pytest.raises(ValueError, match="bias needs act"):
+        _network.kernel_direct_gemm_split_k(np.ones((2, 3)), np.ones((3, 5)), bias=np.ones(5))
+
+
+@pytest.mark.parametrize("use_avx512", [True, False], ids=["avx512", "naive"])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_product_with_activation_derivative(dtype, n_threads, use_avx512, rng):
+    """dZ @ W^T with the derivative of the layer below applied by each thread to the
+    columns it wrote: the plain product followed by the naive act_backward, for every
+    activation (softmax's row Jacobian after the whole product), on every tail shape (K
+    shorter than a vector takes the gather kernel), and nothing written outside C."""
+    if use_avx512 and not AVX512:
+        pytest.skip("this CPU has no AVX-512")
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    with avx512(use_avx512):
+        for M, N, K in EPILOGUE_SHAPES:
+            A, B = _operands("nt", M, N, K, dtype, rng)
+            Zb = rng.normal(size=(M, N)).astype(dtype)
+            dA = _oracle("nt", A, B)
+            for act in EPILOGUE_ACTS:
+                P = _network.kernel_bias_act_forward(Zb, None, act, naive=True)
+                want = _network.kernel_act_backward(Zb, P, dA.astype(dtype), act, naive=True)
+                got = _network.kernel_direct_gemm_nt_act(A, B, Zb, P, act, n_threads=n_threads)
+                np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.sqrt(K),
+                                           err_msg=f"{act} {M}x{N}x{K}")
+            # relu's derivative is a mask: exactly the plain product, masked
+            P = _network.kernel_bias_act_forward(Zb, None, "relu")
+            plain = _network.kernel_direct_gemm("nt", A, B, n_threads=n_threads)
+            np.testing.assert_array_equal(
+                _network.kernel_direct_gemm_nt_act(A, B, None, P, "relu", n_threads=n_threads),
+                np.where(P > 0, plain, 0))
+    with pytest.raises(ValueError, match="P must be 2x4, got 2x3"):
+        _network.kernel_direct_gemm_nt_act(np.ones((2, 3)), np.ones((4, 3)), None,
+                                           np.ones((2, 3)), "relu")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["nn", "tn"])
 @pytest.mark.parametrize("beta", [1.0, 0.5])
@@ -257,6 +333,46 @@ def test_split_k_forward_trains_like_the_column_split(dtype, rng):
         np.testing.assert_allclose(losses, reference[1], rtol=rtol)
     # the switch does change the path: the two orders of summation round differently
     assert not np.array_equal(runs[True][0].get_params(), runs[False][0].get_params())
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("acts,dropout,exact", [(("relu", "relu", "softmax"), 0.0, True),
+                                                (("tanh", "gelu", "softmax"), 0.0, False),
+                                                (("sigmoid", "relu", "softmax"),
+                                                 (0.0, 0.3, 0.0), True)],
+                         ids=["relu", "tanh-gelu", "dropout"])
+def test_fused_epilogues_train_like_the_separate_passes(dtype, acts, dropout, exact, rng):
+    """A direct batch on two threads with its elementwise passes inside the products'
+    parallel regions (the default: bias and activation in the split-K forward's sum,
+    act' in dZ @ W^T, the shuffled rows gathered by both threads) and as separate passes
+    (set_fused_epilogues(False)): both match the NumPy reference, and match each other bit
+    for bit where the fused passes take the same roundings (exact: relu, sigmoid's
+    derivative, an activation after a bias row by row as before; gelu and tanh may take a
+    vector or a scalar evaluation at other elements).  With dropout on a layer, its
+    derivative stays a separate pass after the dropout mask."""
+    spec = NetworkSpec((300, 250, 120, 10), acts, loss="categorical_crossentropy",
+                       dtype=dtype, dropout=dropout)
+    assert spec.n_params >= 65536  # the update (and the gather) split over the threads
+    X = rng.normal(size=(100, 300))
+    y = rng.integers(0, 10, 100)
+    opt = OptimizerSpec("sgd", 0.05, momentum=0.9)
+    runs = {}
+    for fused in (True, False):
+        with engine_switch(_network.set_fused_epilogues, fused):
+            runs[fused] = _fit(spec, "cpu", X, y, batch_size=32, n_threads=2, opt=opt)
+    rtol = 1e-10 if dtype == "float64" else 2e-4
+    if dropout == 0.0:
+        reference = _fit(spec, "numpy", X, y, batch_size=32, n_threads=1, opt=opt)
+        for net, losses in runs.values():
+            np.testing.assert_allclose(net.get_params(), reference[0].get_params(), rtol=rtol,
+                                       atol=rtol * np.abs(reference[0].get_params()).max())
+            np.testing.assert_allclose(losses, reference[1], rtol=rtol)
+    np.testing.assert_allclose(runs[True][0].get_params(), runs[False][0].get_params(),
+                               rtol=rtol, atol=rtol * np.abs(runs[False][0].get_params()).max())
+    if exact:
+        np.testing.assert_array_equal(runs[True][0].get_params(), runs[False][0].get_params())
+        assert runs[True][1] == runs[False][1]
 
 
 @needs_avx512

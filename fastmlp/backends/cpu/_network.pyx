@@ -25,7 +25,11 @@ is split over threads) multiply through the direct kernels
 packing it on every call as BLAS does, split each product over OpenMP threads (in a
 training step the forward product, the weight gradient and dZ @ W^T all by W's rows, so
 that each thread reads and writes only the rows of W it updates; predictions by W's
-columns), and the update after them is split over the same threads (use_direct).
+columns), and the update after them is split over the same threads (use_direct).  The
+elementwise passes between them run inside the products' parallel regions (the hidden
+layers' bias and activation in the forward's sum of partial products, act' in dZ @ W^T,
+each thread on the block it wrote; FUSED_EPILOGUES), and both threads gather the
+shuffled rows.
 
 Tiny networks (every layer at most FM_TINY_WIDTH units, no dropout) train through one
 fused pass (csrc/tiny_impl.inc: zero-padded weights, one vector per row) instead of a
@@ -307,6 +311,25 @@ cdef inline bint forward_is_split_k(NetC *s, int64_t b, int64_t work, int nt) no
             and b <= s.partial_rows and use_direct(b, nt))
 
 
+# On the direct path the elementwise passes around the products run where the products
+# left their rows: the hidden layer's bias and activation in the split-K forward's pass
+# that sums the partial products (each thread its rows), the activation's derivative in
+# the backward dZ @ W^T (each thread the columns it wrote), and the shuffled rows gathered
+# by both threads; otherwise these passes, too short for a parallel region of their own
+# (csrc/fm_internal.h), ran on one thread while the other waited.
+cdef bint FUSED_EPILOGUES = True
+
+
+def set_fused_epilogues(bint enabled):
+    """Run the direct path's elementwise passes inside its products' parallel regions
+    (default True; for benchmarks and tests, which compare both; returns the previous
+    value)."""
+    global FUSED_EPILOGUES
+    previous = FUSED_EPILOGUES
+    FUSED_EPILOGUES = enabled
+    return bool(previous)
+
+
 # ---------------------------------------------------------------------------------------
 cdef inline const floating *layer_input(NetC *s, ShardC *sh, int l, const floating *x,
                                         bint training) noexcept nogil:
@@ -351,7 +374,18 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
                 # z holds the biased pre-activation (and, when z is a, the activation too)
                 bias = NULL
         if not done:
-            if training and forward_is_split_k(s, b, b * L.fan_out * L.fan_in, nt):
+            if (training and FUSED_EPILOGUES and z == a
+                    and forward_is_split_k(s, b, b * L.fan_out * L.fan_in, nt)):
+                # bias and activation in the pass that sums the partial products
+                if floating is float:
+                    direct_gemm_split_k_act_f32(b, L.fan_out, L.fan_in, inp, params + L.w_off,
+                                                bias, L.act, a, <float *> s.partial, nt)
+                else:
+                    direct_gemm_split_k_act_f64(b, L.fan_out, L.fan_in, inp, params + L.w_off,
+                                                bias, L.act, a, <double *> s.partial, nt)
+                done = 1
+                bias = NULL
+            elif training and forward_is_split_k(s, b, b * L.fan_out * L.fan_in, nt):
                 if floating is float:
                     direct_gemm_split_k_f32(b, L.fan_out, L.fan_in, inp, params + L.w_off, z,
                                             <float *> s.partial, nt)
@@ -439,6 +473,18 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
         # dA_prev (b, fan_in) = dZ (b, fan_out) @ W^T
         P = &s.layers[l - 1]
         dprev = ws + P.g_off
+        if (FUSED_EPILOGUES and b * L.fan_in * L.fan_out > SMALL_GEMM_WORK and use_direct(b, nt)
+                and not (P.d_off >= 0 and training)):
+            # the derivative of the layer below in the product's parallel region
+            if floating is float:
+                direct_gemm_nt_act_f32(b, L.fan_in, L.fan_out, ws + L.g_off, params + L.w_off,
+                                       dprev, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
+                                       ws + P.a_off, nt)
+            else:
+                direct_gemm_nt_act_f64(b, L.fan_in, L.fan_out, ws + L.g_off, params + L.w_off,
+                                       dprev, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
+                                       ws + P.a_off, nt)
+            continue
         mm_nt(b, L.fan_in, L.fan_out, ws + L.g_off, params + L.w_off, dprev, nt)
         if floating is float:
             if P.d_off >= 0 and training:
@@ -700,7 +746,7 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
     cdef const int64_t *lb
     cdef int64_t steps = 0, lo, b, i, e, d = s.n_features, K = s.n_outputs
     cdef double norm, data_loss, penalty, lr_step
-    cdef int k, n_shards, n_update, n_pen, j
+    cdef int k, n_shards, n_update, n_pen, n_gather, j
     while s.done < s.n and not s.diverged and (max_steps < 0 or steps < max_steps):
         lo = s.done
         b = s.batch_size if lo + s.batch_size <= s.n else s.n - lo
@@ -716,10 +762,14 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
             yb = ws + s.yb_off if Y != NULL else NULL
             lb = s.lb if s.labels != NULL else NULL
             wb = ws + s.wb_off if sw != NULL else NULL
-            if n_shards > 1:
-                for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
-                    gather_batch(s, lo + b * k // n_shards, b * k // n_shards,
-                                 b * (k + 1) // n_shards - b * k // n_shards, dummy)
+            n_gather = n_shards
+            if (n_shards == 1 and FUSED_EPILOGUES and s.n_shards > 1
+                    and use_direct(b, s.n_threads) and s.n_params >= DIRECT_SPLIT_UPDATE_MIN):
+                n_gather = s.n_shards  # a direct batch: its products run on every thread
+            if n_gather > 1:
+                for k in prange(n_gather, num_threads=n_gather, schedule="static", chunksize=1):
+                    gather_batch(s, lo + b * k // n_gather, b * k // n_gather,
+                                 b * (k + 1) // n_gather - b * k // n_gather, dummy)
             else:
                 gather_batch(s, lo, 0, b, dummy)
         if wb != NULL and s.norm_by_weights:
@@ -1372,15 +1422,29 @@ def set_direct_kernels(bint enabled):
     return bool(fm_direct_set_enabled(enabled))
 
 
-def kernel_direct_gemm_split_k(floating[:, ::1] A, floating[:, ::1] B, int n_threads=2):
+def kernel_direct_gemm_split_k(floating[:, ::1] A, floating[:, ::1] B, int n_threads=2,
+                               bias=None, act=None):
     """A (M, K) @ B (K, N) through the training forward's split-K kernel
     (direct_gemm_split_k: each of n_threads threads multiplies its rows of B into its own
-    partial product, then they are summed), for tests.  RuntimeError if it wrote outside C
-    or its partial buffer.  Returns a new array."""
+    partial product, then they are summed), for tests; with act (a name of
+    ACTIVATION_CODES), act(A @ B + bias) through direct_gemm_split_k_act, bias (N) or None.
+    RuntimeError if it wrote outside C or its partial buffer.  Returns a new array."""
     cdef int64_t M, N, K
+    cdef int code = -1
+    cdef floating[::1] bv
+    cdef const floating *pb = NULL
     M, N, K = _product_dims("nn", (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1]))
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if act is not None:
+        code = ACTIVATION_CODES[act]
+    if bias is not None:
+        if act is None:
+            raise ValueError("bias needs act (the plain kernel adds no bias)")
+        bv = bias
+        if bv.shape[0] != N:
+            raise ValueError(f"bias must have {N} elements, got {bv.shape[0]}")
+        pb = &bv[0]
     dtype = np.asarray(A).dtype
     storage = _guarded(M * N, dtype)
     spare = _guarded((n_threads - 1) * M * N, dtype)
@@ -1390,7 +1454,14 @@ def kernel_direct_gemm_split_k(floating[:, ::1] A, floating[:, ::1] B, int n_thr
     if M == 0 or N == 0:
         return out
     with nogil:
-        if floating is float:
+        if code >= 0:
+            if floating is float:
+                direct_gemm_split_k_act_f32(M, N, K, &A[0, 0], &B[0, 0], pb, code, &c[0, 0],
+                                            &p[FASTMLP_SLACK], n_threads)
+            else:
+                direct_gemm_split_k_act_f64(M, N, K, &A[0, 0], &B[0, 0], pb, code, &c[0, 0],
+                                            &p[FASTMLP_SLACK], n_threads)
+        elif floating is float:
             direct_gemm_split_k_f32(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0], &p[FASTMLP_SLACK],
                                     n_threads)
         else:
@@ -1398,6 +1469,43 @@ def kernel_direct_gemm_split_k(floating[:, ::1] A, floating[:, ::1] B, int n_thr
                                     n_threads)
     if not (_guards_intact(storage, M * N) and _guards_intact(spare, (n_threads - 1) * M * N)):
         raise RuntimeError(f"split-K kernel wrote outside its buffers ({M}x{N}x{K})")
+    return out
+
+
+def kernel_direct_gemm_nt_act(floating[:, ::1] A, floating[:, ::1] B, Z, floating[:, ::1] P,
+                              str act, int n_threads=2):
+    """(A (M, K) @ B^T) * act'(Z, P), B (N, K), through direct_gemm_nt_act (the backward
+    product with the derivative of the layer below applied by each thread to the columns
+    it wrote), for tests: Z (M, N) the pre-activation or None, P (M, N) the activation.
+    RuntimeError if it wrote outside C.  Returns a new array."""
+    cdef int64_t M, N, K
+    cdef int code = ACTIVATION_CODES[act]
+    cdef floating[:, ::1] zv
+    cdef const floating *pz = NULL
+    M, N, K = _product_dims("nt", (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1]))
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if P.shape[0] != M or P.shape[1] != N:
+        raise ValueError(f"P must be {M}x{N}, got {P.shape[0]}x{P.shape[1]}")
+    if Z is not None:
+        zv = Z
+        if zv.shape[0] != M or zv.shape[1] != N:
+            raise ValueError(f"Z must be {M}x{N}, got {zv.shape[0]}x{zv.shape[1]}")
+        pz = &zv[0, 0]
+    storage = _guarded(M * N, np.asarray(A).dtype)
+    out = storage[FASTMLP_SLACK:FASTMLP_SLACK + M * N].reshape(M, N)
+    cdef floating[:, ::1] c = out
+    if M == 0 or N == 0:
+        return out
+    with nogil:
+        if floating is float:
+            direct_gemm_nt_act_f32(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0], code, pz, &P[0, 0],
+                                   n_threads)
+        else:
+            direct_gemm_nt_act_f64(M, N, K, &A[0, 0], &B[0, 0], &c[0, 0], code, pz, &P[0, 0],
+                                   n_threads)
+    if not _guards_intact(storage, M * N):
+        raise RuntimeError(f"direct nt kernel wrote outside C ({M}x{N}x{K})")
     return out
 
 
