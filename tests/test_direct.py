@@ -101,36 +101,42 @@ EPILOGUE_SHAPES = [(1, 1, 1), (7, 33, 5), (13, 10, 500), (32, 500, 784), (25, 70
                    (128, 500, 500), (61, 50, 9), (40, 4, 7), (50, 500, 10)]
 
 
-@pytest.mark.parametrize("use_avx512", [True, False], ids=["avx512", "naive"])
+@pytest.fixture(params=[True, False], ids=["avx512", "naive"])
+def kernel_code(request):
+    """Run the test on the direct kernels' AVX-512 code (where the CPU has it) and on their
+    naive fallback."""
+    if request.param and not AVX512:
+        pytest.skip("this CPU has no AVX-512")
+    with avx512(request.param):
+        yield request.param
+
+
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_split_k_forward_with_bias_and_activation(dtype, n_threads, use_avx512, rng):
+def test_split_k_forward_with_bias_and_activation(dtype, n_threads, kernel_code, rng):
     """The split-K forward with the hidden layer's bias and activation applied by each
     thread to the rows it summed: act(A @ B + bias) as the plain kernel followed by the
     naive activation, for every activation (softmax too: rows stay whole), with and without
     a bias, on the AVX-512 kernels and on the naive fallback."""
-    if use_avx512 and not AVX512:
-        pytest.skip("this CPU has no AVX-512")
     rtol = 2e-5 if dtype == np.float32 else 1e-12
-    with avx512(use_avx512):
-        for M, N, K in EPILOGUE_SHAPES:
-            A, B = _operands("nn", M, N, K, dtype, rng)
-            bias = rng.normal(size=N).astype(dtype)
-            Z = _oracle("nn", A, B)
-            for act in EPILOGUE_ACTS:
-                for b in (bias, None):
-                    got = _network.kernel_direct_gemm_split_k(A, B, n_threads=n_threads,
-                                                              bias=b, act=act)
-                    want = _network.kernel_bias_act_forward(  # in float64
-                        Z, None if b is None else b.astype(np.float64), act, naive=True)
-                    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.sqrt(K),
-                                               err_msg=f"{act} {M}x{N}x{K} bias={b is not None}")
-            # relu has no rounding of its own: the fused pass equals product then activation
-            plain = _network.kernel_direct_gemm_split_k(A, B, n_threads=n_threads)
-            np.testing.assert_array_equal(
-                _network.kernel_direct_gemm_split_k(A, B, n_threads=n_threads, bias=bias,
-                                                    act="relu"),
-                _network.kernel_bias_act_forward(plain, bias, "relu"))
+    for M, N, K in EPILOGUE_SHAPES:
+        A, B = _operands("nn", M, N, K, dtype, rng)
+        bias = rng.normal(size=N).astype(dtype)
+        Z = _oracle("nn", A, B)
+        for act in EPILOGUE_ACTS:
+            for b in (bias, None):
+                got = _network.kernel_direct_gemm_split_k(A, B, n_threads=n_threads,
+                                                          bias=b, act=act)
+                want = _network.kernel_bias_act_forward(  # in float64
+                    Z, None if b is None else b.astype(np.float64), act, naive=True)
+                np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.sqrt(K),
+                                           err_msg=f"{act} {M}x{N}x{K} bias={b is not None}")
+        # relu has no rounding of its own: the fused pass equals product then activation
+        plain = _network.kernel_direct_gemm_split_k(A, B, n_threads=n_threads)
+        np.testing.assert_array_equal(
+            _network.kernel_direct_gemm_split_k(A, B, n_threads=n_threads, bias=bias,
+                                                act="relu"),
+            _network.kernel_bias_act_forward(plain, bias, "relu"))
     with pytest.raises(ValueError, match="bias must have 5 elements, got 4"):
         _network.kernel_direct_gemm_split_k(np.ones((2, 3)), np.ones((3, 5)), bias=np.ones(4),
                                             act="relu")
@@ -138,34 +144,30 @@ def test_split_k_forward_with_bias_and_activation(dtype, n_threads, use_avx512, 
         _network.kernel_direct_gemm_split_k(np.ones((2, 3)), np.ones((3, 5)), bias=np.ones(5))
 
 
-@pytest.mark.parametrize("use_avx512", [True, False], ids=["avx512", "naive"])
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_backward_product_with_activation_derivative(dtype, n_threads, use_avx512, rng):
+def test_backward_product_with_activation_derivative(dtype, n_threads, kernel_code, rng):
     """dZ @ W^T with the derivative of the layer below applied by each thread to the
     columns it wrote: the plain product followed by the naive act_backward, for every
     activation (softmax's row Jacobian after the whole product), on every tail shape (K
     shorter than a vector takes the gather kernel), and nothing written outside C."""
-    if use_avx512 and not AVX512:
-        pytest.skip("this CPU has no AVX-512")
     rtol = 2e-5 if dtype == np.float32 else 1e-12
-    with avx512(use_avx512):
-        for M, N, K in EPILOGUE_SHAPES:
-            A, B = _operands("nt", M, N, K, dtype, rng)
-            Zb = rng.normal(size=(M, N)).astype(dtype)
-            dA = _oracle("nt", A, B)
-            for act in EPILOGUE_ACTS:
-                P = _network.kernel_bias_act_forward(Zb, None, act, naive=True)
-                want = _network.kernel_act_backward(Zb, P, dA.astype(dtype), act, naive=True)
-                got = _network.kernel_direct_gemm_nt_act(A, B, Zb, P, act, n_threads=n_threads)
-                np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.sqrt(K),
-                                           err_msg=f"{act} {M}x{N}x{K}")
-            # relu's derivative is a mask: exactly the plain product, masked
-            P = _network.kernel_bias_act_forward(Zb, None, "relu")
-            plain = _network.kernel_direct_gemm("nt", A, B, n_threads=n_threads)
-            np.testing.assert_array_equal(
-                _network.kernel_direct_gemm_nt_act(A, B, None, P, "relu", n_threads=n_threads),
-                np.where(P > 0, plain, 0))
+    for M, N, K in EPILOGUE_SHAPES:
+        A, B = _operands("nt", M, N, K, dtype, rng)
+        Zb = rng.normal(size=(M, N)).astype(dtype)
+        dA = _oracle("nt", A, B)
+        for act in EPILOGUE_ACTS:
+            P = _network.kernel_bias_act_forward(Zb, None, act, naive=True)
+            want = _network.kernel_act_backward(Zb, P, dA.astype(dtype), act, naive=True)
+            got = _network.kernel_direct_gemm_nt_act(A, B, Zb, P, act, n_threads=n_threads)
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.sqrt(K),
+                                       err_msg=f"{act} {M}x{N}x{K}")
+        # relu's derivative is a mask: exactly the plain product, masked
+        P = _network.kernel_bias_act_forward(Zb, None, "relu")
+        plain = _network.kernel_direct_gemm("nt", A, B, n_threads=n_threads)
+        np.testing.assert_array_equal(
+            _network.kernel_direct_gemm_nt_act(A, B, None, P, "relu", n_threads=n_threads),
+            np.where(P > 0, plain, 0))
     with pytest.raises(ValueError, match="P must be 2x4, got 2x3"):
         _network.kernel_direct_gemm_nt_act(np.ones((2, 3)), np.ones((4, 3)), None,
                                            np.ones((2, 3)), "relu")

@@ -374,19 +374,20 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
                 # z holds the biased pre-activation (and, when z is a, the activation too)
                 bias = NULL
         if not done:
-            if (training and FUSED_EPILOGUES and z == a
-                    and forward_is_split_k(s, b, b * L.fan_out * L.fan_in, nt)):
-                # bias and activation in the pass that sums the partial products
-                if floating is float:
-                    direct_gemm_split_k_act_f32(b, L.fan_out, L.fan_in, inp, params + L.w_off,
-                                                bias, L.act, a, <float *> s.partial, nt)
-                else:
-                    direct_gemm_split_k_act_f64(b, L.fan_out, L.fan_in, inp, params + L.w_off,
-                                                bias, L.act, a, <double *> s.partial, nt)
-                done = 1
-                bias = NULL
-            elif training and forward_is_split_k(s, b, b * L.fan_out * L.fan_in, nt):
-                if floating is float:
+            if training and forward_is_split_k(s, b, b * L.fan_out * L.fan_in, nt):
+                if FUSED_EPILOGUES and z == a:
+                    # bias and activation in the pass that sums the partial products
+                    if floating is float:
+                        direct_gemm_split_k_act_f32(b, L.fan_out, L.fan_in, inp,
+                                                    params + L.w_off, bias, L.act, a,
+                                                    <float *> s.partial, nt)
+                    else:
+                        direct_gemm_split_k_act_f64(b, L.fan_out, L.fan_in, inp,
+                                                    params + L.w_off, bias, L.act, a,
+                                                    <double *> s.partial, nt)
+                    done = 1
+                    bias = NULL
+                elif floating is float:
                     direct_gemm_split_k_f32(b, L.fan_out, L.fan_in, inp, params + L.w_off, z,
                                             <float *> s.partial, nt)
                 else:
@@ -751,6 +752,14 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
         lo = s.done
         b = s.batch_size if lo + s.batch_size <= s.n else s.n - lo
         n_shards = s.n_shards if batch_is_sharded(s, b) else 1
+        # the update split over the threads: after a split batch by slices of the buffer,
+        # after direct products by the weight rows each thread's products own (their
+        # OpenMP threads are the update's: no BLAS threads to compete with, unlike the
+        # elementwise kernels' rule in csrc/fm_internal.h)
+        n_update = n_shards
+        if (n_shards == 1 and s.n_shards > 1 and use_direct(b, s.n_threads)
+                and s.n_params >= DIRECT_SPLIT_UPDATE_MIN):
+            n_update = s.n_shards
         if s.order == NULL:
             xb = X + lo * d
             yb = Y + lo * K if Y != NULL else NULL
@@ -762,10 +771,9 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
             yb = ws + s.yb_off if Y != NULL else NULL
             lb = s.lb if s.labels != NULL else NULL
             wb = ws + s.wb_off if sw != NULL else NULL
-            n_gather = n_shards
-            if (n_shards == 1 and FUSED_EPILOGUES and s.n_shards > 1
-                    and use_direct(b, s.n_threads) and s.n_params >= DIRECT_SPLIT_UPDATE_MIN):
-                n_gather = s.n_shards  # a direct batch: its products run on every thread
+            # a direct batch's rows are gathered by the threads that run its products and
+            # its update
+            n_gather = n_update if FUSED_EPILOGUES else n_shards
             if n_gather > 1:
                 for k in prange(n_gather, num_threads=n_gather, schedule="static", chunksize=1):
                     gather_batch(s, lo + b * k // n_gather, b * k // n_gather,
@@ -788,14 +796,6 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
         data_loss = 0.0
         for k in range(n_shards):
             data_loss += s.shards[k].loss
-        # the update split over the threads: after a split batch by slices of the buffer,
-        # after direct products by the weight rows each thread's products own (their
-        # OpenMP threads are the update's: no BLAS threads to compete with, unlike the
-        # elementwise kernels' rule in csrc/fm_internal.h)
-        n_update = n_shards
-        if (n_shards == 1 and s.n_shards > 1 and use_direct(b, s.n_threads)
-                and s.n_params >= DIRECT_SPLIT_UPDATE_MIN):
-            n_update = s.n_shards
         # the penalty and its gradient by flat slices, one per thread wherever the update
         # is split (after a split batch in the same pass as the sum of the shards'
         # gradients into shard 0's = s.grads, each slice while in that thread's cache)
