@@ -254,6 +254,16 @@ def _fit(spec, device, X, y, *, batch_size, n_threads, opt, epochs=2):
     return net, losses
 
 
+def _fit_with_switch(setter, spec, X, y, **fit_args):
+    """{True: (net, losses), False: ...}: the same training with an engine switch (one of
+    _network's set_* functions) on and off."""
+    runs = {}
+    for value in (True, False):
+        with engine_switch(setter, value):
+            runs[value] = _fit(spec, "cpu", X, y, **fit_args)
+    return runs
+
+
 def _assert_direct_matches_reference(spec, X, y, *, batch_size, n_threads, opt):
     """Train through the direct products (up to 64 rows) and through the NumPy reference:
     weights and losses agree (float64 to 1e-10, float32 to 2e-4)."""
@@ -322,11 +332,8 @@ def test_split_k_forward_trains_like_the_column_split(dtype, rng):
     X = rng.random(size=(96, 784))
     y = rng.integers(0, 10, 96)
     opt = OptimizerSpec("sgd", 0.05, momentum=0.9)
-    runs = {}
-    for split_k in (True, False):
-        with engine_switch(_network.set_split_k_forward, split_k):
-            runs[split_k] = _fit(spec, "cpu", X, y, batch_size=32, n_threads=2, opt=opt,
-                                 epochs=1)
+    runs = _fit_with_switch(_network.set_split_k_forward, spec, X, y, batch_size=32,
+                            n_threads=2, opt=opt, epochs=1)
     reference = _fit(spec, "numpy", X, y, batch_size=32, n_threads=1, opt=opt, epochs=1)
     rtol = 1e-10 if dtype == "float64" else 1e-4
     for net, losses in (runs[True], runs[False]):
@@ -359,10 +366,8 @@ def test_fused_epilogues_train_like_the_separate_passes(dtype, acts, dropout, ex
     X = rng.normal(size=(100, 300))
     y = rng.integers(0, 10, 100)
     opt = OptimizerSpec("sgd", 0.05, momentum=0.9)
-    runs = {}
-    for fused in (True, False):
-        with engine_switch(_network.set_fused_epilogues, fused):
-            runs[fused] = _fit(spec, "cpu", X, y, batch_size=32, n_threads=2, opt=opt)
+    runs = _fit_with_switch(_network.set_fused_epilogues, spec, X, y, batch_size=32,
+                            n_threads=2, opt=opt)
     rtol = 1e-10 if dtype == "float64" else 2e-4
     if dropout == 0.0:
         reference = _fit(spec, "numpy", X, y, batch_size=32, n_threads=1, opt=opt)
