@@ -1,4 +1,6 @@
 """Shared fixtures: every backend test runs against each available backend."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,18 @@ from fastmlp.datasets import find_mnist
 
 #: the backends every engine test runs on; "cuda" only where a GPU exists
 BACKENDS = ["cpu", "numpy"] + (["cuda"] if HAS_CUPY else [])
+
+
+@contextlib.contextmanager
+def engine_switch(setter, value):
+    """Set an engine switch (one of the CPU engine's set_* functions) for the block, then
+    restore it (each returns its previous value).  Imported by the tests that compare the
+    engine with a switch on and off."""
+    previous = setter(value)
+    try:
+        yield
+    finally:
+        setter(previous)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -2,8 +2,6 @@
 through instead of BLAS: against numpy and their naive references, on every tail shape,
 and the engine trained through them against the NumPy reference and against BLAS."""
 
-import contextlib
-
 import numpy as np
 import pytest
 
@@ -12,21 +10,12 @@ from fastmlp.backends.base import NetworkSpec, OptimizerSpec
 from fastmlp.backends.cpu import _network
 from fastmlp.initializers import init_params
 
+from conftest import engine_switch
+
 AVX512 = _network.direct_kernels_available()
 needs_avx512 = pytest.mark.skipif(
     not AVX512, reason="this CPU has no AVX-512: the engine keeps BLAS for these products "
                        "(the naive references are tested everywhere)")
-
-
-@contextlib.contextmanager
-def engine_switch(setter, value):
-    """Set an engine switch (one of _network's set_* functions) for the block, then restore
-    it (each returns its previous value)."""
-    previous = setter(value)
-    try:
-        yield
-    finally:
-        setter(previous)
 
 
 def direct_rows(rows):

@@ -8,7 +8,10 @@ import fastmlp
 from fastmlp.backends import (make_network, resolve_device, validate_training_data,
                               shuffled_order)
 from fastmlp.backends.base import NetworkSpec, OptimizerSpec
+from fastmlp.backends.cpu import _network
 from fastmlp.initializers import init_params
+
+from conftest import engine_switch
 
 OPTIMIZERS = [
     OptimizerSpec("sgd", 0.1),
@@ -426,6 +429,54 @@ def test_batch_split_over_threads_matches_reference(dtype, n_threads, opt, rng):
     np.testing.assert_allclose(l1, l2, rtol=rtol)
     for key in m2:
         assert m1[key] == pytest.approx(m2[key], rel=rtol)
+
+
+@pytest.mark.parametrize("dtype, opt, l2", [
+    ("float64", OptimizerSpec("sgd", 0.05, momentum=0.9), 0.0),
+    ("float32", OptimizerSpec("sgd", 0.05, momentum=0.9, nesterov=True), 0.0),
+    ("float64", OptimizerSpec("adam", 1e-3), 1e-3),
+    ("float64", OptimizerSpec("sgd", 0.05, momentum=0.9, clipnorm=0.5), 0.0),
+], ids=["sum-in-update", "float32", "penalty", "clipnorm"])
+def test_gradients_cleared_after_their_last_read(dtype, opt, l2, rng):
+    # the shards' gradients cleared after their last read so that the next step's BLAS
+    # products accumulate into them (set_zeroed_grads): without a penalty or clipping the
+    # shards are summed in the update's blocks, with a penalty by the pass before it, with
+    # clipping the update is not split (shard 0 is then not cleared).  Batches of 256 are
+    # split (two BLAS shards of 128 rows); the last batch of 150 is not (300 units), and
+    # its products accumulate into shard 0's cleared gradients.  Weights equal those of
+    # products that zero their output, bit for bit, and the NumPy reference's
+    spec = NetworkSpec((40, 300, 60, 5), ("relu", "tanh", "softmax"),
+                       loss="categorical_crossentropy", l2=l2, dtype=dtype)
+    X, y = rng.normal(size=(662, 40)), rng.integers(0, 5, 662)
+    Xc, Yc, _ = validate_training_data(spec, X, y)
+    nets = {}
+    for device, cleared in (("cpu", True), ("cpu", False), ("numpy", None)):
+        net = make_network(spec, opt, device=device, n_threads=2 if device == "cpu" else 1)
+        net.set_params(init_params(spec, seed=5))
+        if device == "cpu":
+            assert net._engine.will_shard(256) and not net._engine.will_shard(150)
+            with engine_switch(_network.set_zeroed_grads, cleared):
+                losses = [net.train_epoch(Xc, Yc, batch_size=256, shuffle=True, seed=2,
+                                          epoch=e) for e in range(3)]
+        else:
+            losses = [net.train_epoch(Xc, Yc, batch_size=256, shuffle=True, seed=2, epoch=e)
+                      for e in range(3)]
+        nets[cleared] = net, losses
+    (on, l_on), (off, l_off), (ref, l_ref) = nets[True], nets[False], nets[None]
+    np.testing.assert_array_equal(on.get_params(), off.get_params())
+    assert l_on == l_off
+    rtol = 1e-10 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(on.get_params(), ref.get_params(), rtol=rtol,
+                               atol=rtol * np.abs(ref.get_params()).max())
+    np.testing.assert_allclose(l_on, l_ref, rtol=rtol)
+    # a full-batch gradient after training (shard 0's gradients may be cleared) is that of
+    # a network given the same weights
+    fresh = make_network(spec, opt, device="cpu", n_threads=2)
+    fresh.set_params(on.get_params())
+    loss, grad = on.loss_and_grad(Xc, Yc)
+    loss_fresh, grad_fresh = fresh.loss_and_grad(Xc, Yc)
+    assert loss == loss_fresh
+    np.testing.assert_array_equal(grad, grad_fresh)
 
 
 def test_small_batches_are_not_split(rng):

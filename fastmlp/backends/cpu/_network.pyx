@@ -38,6 +38,7 @@ kernels' (float softmax excepted).  batch_is_tiny decides, per batch.
 """
 from libc.stdint cimport int64_t, uint64_t
 from libc.math cimport sqrt, pow, floor, isfinite
+from libc.string cimport memset
 from cython cimport floating
 from cython.parallel cimport prange
 
@@ -181,6 +182,8 @@ cdef struct ShardC:
     double loss
     double penalty       # this thread's part of the batch's penalty (penalty_slice)
     double metrics[6]    # sum w*correct, w*mae, w*mse, w; sum data_loss*nb, penalty*nb
+    bint grads_zeroed    # every weight gradient is 0 (cleared after its last read; see
+                         # ZEROED_GRADS): the next weight-gradient products accumulate
 
 
 cdef struct NetC:
@@ -330,6 +333,26 @@ def set_fused_epilogues(bint enabled):
     return bool(previous)
 
 
+# A batch split over the threads runs BLAS on each thread's rows; a weight-gradient product
+# with beta = 0 makes BLAS zero its output first, a pass over every weight gradient of every
+# shard whose lines had left the caches (5% of a b512 step's samples).  Instead each
+# gradient is cleared where it is read for the last time, while in cache: the other
+# shards' by the pass that sums them into shard 0's, shard 0's by the update, in blocks
+# (update_clearing); the next products then accumulate into zeros (beta = 1, no zeroing).
+cdef bint ZEROED_GRADS = True
+cdef int64_t UPDATE_BLOCK = 2048   # elements per block of update_clearing (in L1)
+
+
+def set_zeroed_grads(bint enabled):
+    """Clear the shards' gradients after their last read so that the next step's BLAS
+    weight-gradient products accumulate instead of zeroing their output (default True; for
+    benchmarks and tests, which compare both; returns the previous value)."""
+    global ZEROED_GRADS
+    previous = ZEROED_GRADS
+    ZEROED_GRADS = enabled
+    return bool(previous)
+
+
 # ---------------------------------------------------------------------------------------
 cdef inline const floating *layer_input(NetC *s, ShardC *sh, int l, const floating *x,
                                         bint training) noexcept nogil:
@@ -455,11 +478,14 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
     cdef LayerC *P
     cdef int l
     cdef floating *dprev
+    # weight gradients cleared since their last read are accumulated into (ZEROED_GRADS)
+    cdef floating w_beta = 1 if accumulate or sh.grads_zeroed else 0
+    sh.grads_zeroed = False
     for l in range(s.n_layers - 1, -1, -1):
         L = &s.layers[l]
         # dW (fan_in, fan_out) = input^T (fan_in, b) @ dZ (b, fan_out)
         mm_tn(L.fan_in, L.fan_out, b, layer_input(s, sh, l, x, training), ws + L.g_off,
-              1 if accumulate else 0, grads + L.w_off, nt)
+              w_beta, grads + L.w_off, nt)
         if L.b_off >= 0:
             if floating is float:
                 if not column_sums_small_f32(b, L.fan_out, ws + L.g_off, grads + L.b_off,
@@ -589,6 +615,7 @@ cdef void tiny_step(NetC *s, const floating *xb, const floating *yb, const int64
                          NULL)
         bias_act_forward_f64(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
     sh.loss = output_loss(s, sh, b, yb, lb, wb, norm, s.track_metrics, 1, dummy)
+    sh.grads_zeroed = False  # the tiny backward overwrites every gradient
     if floating is float:
         tiny_backward_f32(&s.tiny, b, xb, <float *> s.tw, ws + L.g_off, <float *> sh.grads)
     else:
@@ -620,17 +647,23 @@ cdef void gather_batch(NetC *s, int64_t src, int64_t dst, int64_t rows,
             ws[s.wb_off + dst + i] = sw[s.order[src + i]]
 
 
-cdef void reduce_grads(NetC *s, int64_t lo, int64_t hi, int n_shards,
+cdef void reduce_grads(NetC *s, int64_t lo, int64_t hi, int n_shards, bint clear,
                        floating *dummy) noexcept nogil:
-    """grads[lo:hi] += the other shards' grads[lo:hi]."""
+    """grads[lo:hi] += the other shards' grads[lo:hi], which are then set to 0 when clear
+    (their last read: see ZEROED_GRADS)."""
     cdef floating *g0 = <floating *> s.shards[0].grads
     cdef floating *gk
     cdef int64_t e
     cdef int k
     for k in range(1, n_shards):
         gk = <floating *> s.shards[k].grads
-        for e in range(lo, hi):
-            g0[e] += gk[e]
+        if clear:
+            for e in range(lo, hi):
+                g0[e] += gk[e]
+                gk[e] = 0
+        else:
+            for e in range(lo, hi):
+                g0[e] += gk[e]
 
 
 cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr, int nt,
@@ -667,6 +700,24 @@ cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr, int nt,
             adagrad_update_f32(n, w, g, s0, lr, s.eps, nt)
         else:
             adagrad_update_f64(n, w, g, s0, lr, s.eps, nt)
+
+
+cdef void update_clearing(NetC *s, int64_t lo, int64_t hi, int n_sum, double lr,
+                          floating *dummy) noexcept nogil:
+    """update_slice of [lo, hi) on one thread, then its gradients set to 0 (ZEROED_GRADS),
+    by blocks of UPDATE_BLOCK elements that stay in L1; with n_sum > 1 each block first
+    sums the n_sum shards' gradients (reduce_grads, clearing theirs), so that the sum is
+    never written out and read back."""
+    cdef floating *g = <floating *> s.grads
+    cdef int64_t a, z
+    a = lo
+    while a < hi:
+        z = min(a + UPDATE_BLOCK, hi)
+        if n_sum > 1:
+            reduce_grads(s, a, z, n_sum, True, dummy)
+        update_slice(s, a, z, lr, 1, dummy)
+        memset(g + a, 0, (z - a) * sizeof(floating))
+        a = z
 
 
 cdef void update_own_rows(NetC *s, int t, int nt, double lr, floating *dummy) noexcept nogil:
@@ -748,10 +799,14 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
     cdef int64_t steps = 0, lo, b, i, e, d = s.n_features, K = s.n_outputs
     cdef double norm, data_loss, penalty, lr_step
     cdef int k, n_shards, n_update, n_pen, n_gather, j
+    cdef bint clear, sum_in_update
     while s.done < s.n and not s.diverged and (max_steps < 0 or steps < max_steps):
         lo = s.done
         b = s.batch_size if lo + s.batch_size <= s.n else s.n - lo
         n_shards = s.n_shards if batch_is_sharded(s, b) else 1
+        # the shards' weight gradients are cleared after their last read when their
+        # products go to BLAS (the direct kernels store their output without zeroing it)
+        clear = ZEROED_GRADS and n_shards > 1 and not use_direct(b // n_shards, 1)
         # the update split over the threads: after a split batch by slices of the buffer,
         # after direct products by the weight rows each thread's products own (their
         # OpenMP threads are the update's: no BLAS threads to compete with, unlike the
@@ -796,20 +851,27 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
         data_loss = 0.0
         for k in range(n_shards):
             data_loss += s.shards[k].loss
+        # the shards' gradients summed in the update's blocks (update_clearing) when no
+        # penalty and no clipping needs their sum before the update
+        sum_in_update = clear and s.clipnorm <= 0 and not has_penalty(s)
         # the penalty and its gradient by flat slices, one per thread wherever the update
         # is split (after a split batch in the same pass as the sum of the shards'
         # gradients into shard 0's = s.grads, each slice while in that thread's cache)
         n_pen = n_update if n_update > 1 and (n_shards > 1 or has_penalty(s)) else 1
-        if n_pen > 1:
+        if sum_in_update:
+            penalty = 0.0
+        elif n_pen > 1:
             for k in prange(n_pen, num_threads=n_pen, schedule="static", chunksize=1):
                 if n_shards > 1:
                     reduce_grads(s, s.n_params * k // n_shards,
-                                 s.n_params * (k + 1) // n_shards, n_shards, dummy)
+                                 s.n_params * (k + 1) // n_shards, n_shards, clear, dummy)
                 s.shards[k].penalty = penalty_slice(s, g0, s.n_params * k // n_pen,
                                                     s.n_params * (k + 1) // n_pen, norm, dummy)
             penalty = 0.0
             for k in range(n_pen):
                 penalty += s.shards[k].penalty
+            for k in range(1, n_shards):
+                s.shards[k].grads_zeroed = clear
         else:
             penalty = penalty_pass(s, g0, norm, dummy)
         if s.track_metrics and n_shards > 1:
@@ -824,11 +886,17 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
             lr_step = learning_rate_at(s, s.step)
             s.step += 1
             for k in prange(n_update, num_threads=n_update, schedule="static", chunksize=1):
-                if n_shards > 1:  # the slices reduce_grads summed
+                if clear:  # the slices reduce_grads summed, or sums now
+                    update_clearing(s, s.n_params * k // n_update,
+                                    s.n_params * (k + 1) // n_update,
+                                    n_shards if sum_in_update else 1, lr_step, dummy)
+                elif n_shards > 1:
                     update_slice(s, s.n_params * k // n_update, s.n_params * (k + 1) // n_update,
                                  lr_step, 1, dummy)
                 else:
                     update_own_rows(s, k, n_update, lr_step, dummy)
+            for k in range(n_shards):
+                s.shards[k].grads_zeroed = clear
         else:
             apply_update(s, dummy)
         s.loss_sum += (data_loss + penalty) * b
