@@ -238,15 +238,31 @@ cdef inline bint use_direct(int64_t rows, int nt) noexcept nogil:
             and fm_direct_available())
 
 
+cdef enum ProductKernel:
+    PRODUCT_SMALL, PRODUCT_DIRECT, PRODUCT_BLAS
+
+
+cdef inline ProductKernel product_kernel(int64_t work, int64_t rows, int nt) noexcept nogil:
+    """The kernels that multiply a product of `work` multiply-adds over `rows` batch rows on
+    nt threads (the one rule mm_nn, mm_tn and mm_nt dispatch by, and that backward_batch
+    asks before fusing an epilogue into a direct product)."""
+    if work <= SMALL_GEMM_WORK:
+        return PRODUCT_SMALL
+    if use_direct(rows, nt):
+        return PRODUCT_DIRECT
+    return PRODUCT_BLAS
+
+
 cdef inline void mm_nn(int64_t M, int64_t N, int64_t K, const floating *A,
                        const floating *B, floating *C, int nt) noexcept nogil:
     """C (M, N) = A (M, K) @ B (K, N); M is the batch."""
-    if M * N * K <= SMALL_GEMM_WORK:
+    cdef ProductKernel kernel = product_kernel(M * N * K, M, nt)
+    if kernel == PRODUCT_SMALL:
         if floating is float:
             gemm_nn_small_f32(M, N, K, A, B, 0, C)
         else:
             gemm_nn_small_f64(M, N, K, A, B, 0, C)
-    elif use_direct(M, nt):
+    elif kernel == PRODUCT_DIRECT:
         if floating is float:
             direct_gemm_f32(M, N, K, A, K, 1, B, 0, C, nt)
         else:
@@ -258,12 +274,13 @@ cdef inline void mm_nn(int64_t M, int64_t N, int64_t K, const floating *A,
 cdef inline void mm_tn(int64_t M, int64_t N, int64_t K, const floating *A,
                        const floating *B, floating beta, floating *C, int nt) noexcept nogil:
     """C (M, N) = A^T @ B + beta C, with A (K, M) and B (K, N); K is the batch."""
-    if M * N * K <= SMALL_GEMM_WORK:
+    cdef ProductKernel kernel = product_kernel(M * N * K, K, nt)
+    if kernel == PRODUCT_SMALL:
         if floating is float:
             gemm_tn_small_f32(M, N, K, A, B, beta, C)
         else:
             gemm_tn_small_f64(M, N, K, A, B, beta, C)
-    elif use_direct(K, nt):
+    elif kernel == PRODUCT_DIRECT:
         if floating is float:
             direct_gemm_f32(M, N, K, A, 1, M, B, beta, C, nt)
         else:
@@ -276,12 +293,13 @@ cdef inline void mm_tn(int64_t M, int64_t N, int64_t K, const floating *A,
 cdef inline void mm_nt(int64_t M, int64_t N, int64_t K, const floating *A,
                        const floating *B, floating *C, int nt) noexcept nogil:
     """C (M, N) = A (M, K) @ B^T, with B (N, K); M is the batch."""
-    if M * N * K <= SMALL_GEMM_WORK:
+    cdef ProductKernel kernel = product_kernel(M * N * K, M, nt)
+    if kernel == PRODUCT_SMALL:
         if floating is float:
             gemm_nt_small_f32(M, N, K, A, B, C)
         else:
             gemm_nt_small_f64(M, N, K, A, B, C)
-    elif use_direct(M, nt):
+    elif kernel == PRODUCT_DIRECT:
         if floating is float:
             direct_gemm_nt_f32(M, N, K, A, B, C, nt)
         else:
@@ -500,8 +518,8 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
         # dA_prev (b, fan_in) = dZ (b, fan_out) @ W^T
         P = &s.layers[l - 1]
         dprev = ws + P.g_off
-        if (FUSED_EPILOGUES and b * L.fan_in * L.fan_out > SMALL_GEMM_WORK and use_direct(b, nt)
-                and not (P.d_off >= 0 and training)):
+        if (FUSED_EPILOGUES and not (P.d_off >= 0 and training)
+                and product_kernel(b * L.fan_in * L.fan_out, b, nt) == PRODUCT_DIRECT):
             # the derivative of the layer below in the product's parallel region
             if floating is float:
                 direct_gemm_nt_act_f32(b, L.fan_in, L.fan_out, ws + L.g_off, params + L.w_off,
