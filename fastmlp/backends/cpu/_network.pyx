@@ -817,7 +817,7 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
     cdef int64_t steps = 0, lo, b, i, e, d = s.n_features, K = s.n_outputs
     cdef double norm, data_loss, penalty, lr_step
     cdef int k, n_shards, n_update, n_pen, n_gather, j
-    cdef bint clear, sum_in_update
+    cdef bint clear, sum_in_update, penalized = has_penalty(s)
     while s.done < s.n and not s.diverged and (max_steps < 0 or steps < max_steps):
         lo = s.done
         b = s.batch_size if lo + s.batch_size <= s.n else s.n - lo
@@ -871,11 +871,11 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
             data_loss += s.shards[k].loss
         # the shards' gradients summed in the update's blocks (update_clearing) when no
         # penalty and no clipping needs their sum before the update
-        sum_in_update = clear and s.clipnorm <= 0 and not has_penalty(s)
+        sum_in_update = clear and s.clipnorm <= 0 and not penalized
         # the penalty and its gradient by flat slices, one per thread wherever the update
         # is split (after a split batch in the same pass as the sum of the shards'
         # gradients into shard 0's = s.grads, each slice while in that thread's cache)
-        n_pen = n_update if n_update > 1 and (n_shards > 1 or has_penalty(s)) else 1
+        n_pen = n_update if n_update > 1 and (n_shards > 1 or penalized) else 1
         if sum_in_update:
             penalty = 0.0
         elif n_pen > 1:
