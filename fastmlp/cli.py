@@ -970,8 +970,9 @@ def _add_info_parser(sub):
     p.set_defaults(func=cmd_info)
 
 
-#: subcommand registrars, in help order.  Issue 5 adds `bench` here
-#: (a function taking the subparsers object, like these).
+#: subcommand registrars, in help order (each a function taking the subparsers object).
+#: The benchmark report is not one of them: it needs the source checkout's benchmarks/
+#: (``python -m benchmarks.report``, see benchmarks/RESULTS.md).
 SUBCOMMANDS = [_add_demo_parser, _add_train_parser, _add_predict_parser, _add_info_parser]
 
 
