@@ -7,6 +7,12 @@ fastmlp (device="cpu") against the pure-NumPy reference (device="numpy"), and, w
 installed, scikit-learn's MLPClassifier and PyTorch (CPU).  Each benchmark runs one
 epoch on the same data.  The full report with GFLOP/s and the targets is
 ``python -m benchmarks.report``; numbers are kept in benchmarks/RESULTS.md.
+
+pytest-benchmark times the systems one after the other, so on a shared machine a slow
+phase of the host can hit one system of a group and not the next (2026-11-22, the 2-core
+VM: fastmlp's 4096-row prediction 37 ms at best in the whole suite, 19 ms when the group
+ran alone, PyTorch 21 and 24 ms).  The report interleaves the systems of each workload in
+rounds; quote its ratios, not these tables'.
 """
 import numpy as np
 import pytest
