@@ -349,7 +349,7 @@ class ModelCheckpoint(Callback):
     ----------
     filepath : str or path
         May contain ``{epoch}`` (1-based) and log keys, e.g.
-        ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``.
+        ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``; missing folders are created.
     monitor : str, default="val_loss"
     verbose : int, default=0
     save_best_only : bool, default=False
@@ -408,6 +408,9 @@ class ModelCheckpoint(Callback):
             self.best = current
         elif self.verbose:
             print(f"Epoch {epoch + 1}: saving model to {path}")
+        folder = os.path.dirname(path)
+        if folder:                # as Keras, the checkpoint's folders are created
+            os.makedirs(folder, exist_ok=True)
         if self.save_weights_only:
             self.model.save_weights(path)
         else:

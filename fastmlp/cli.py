@@ -664,7 +664,10 @@ def cmd_predict(args):
                        f"{n_features}{hint}")
     outputs = np.asarray(model.predict(X), dtype=np.float64)
     classes = meta.get("classes")
-    task = meta.get("task") or ("classification" if classes else "regression")
+    task = meta.get("task")
+    if task is None:   # a model saved by Model.save has no sidecar: its loss tells
+        task = "classification" if classes or getattr(model, "loss", None) in _CLASSIFIER_LOSSES \
+            else "regression"
     if task == "classification":
         if outputs.shape[1] == 1:
             proba = np.hstack([1.0 - outputs, outputs])
@@ -700,6 +703,11 @@ def cmd_predict(args):
                quiet=args.quiet)
     args._result = {"labels": labels, "proba": proba}
     return 0
+
+
+# losses whose outputs are class probabilities (fastmlp.losses)
+_CLASSIFIER_LOSSES = ("binary_crossentropy", "categorical_crossentropy",
+                      "sparse_categorical_crossentropy")
 
 
 # ============================================================================ info

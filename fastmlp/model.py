@@ -23,6 +23,7 @@ import json
 import math
 import os
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -64,6 +65,14 @@ def _to_numpy(a):
     if hasattr(a, "get"):        # CuPy array
         return a.get()
     return np.asarray(a)
+
+
+def _state_finite(net):
+    """True when the network's weights and optimizer state are all finite (an
+    overflowing squared gradient leaves Adam's second moment at inf, which freezes its
+    weights without making any loss non-finite)."""
+    arrays = [net.get_params()] + list(net.get_optimizer_state()["slots"])
+    return all(bool(np.isfinite(_to_numpy(a)).all()) for a in arrays)
 
 
 def _check_verbose(verbose):
@@ -350,6 +359,9 @@ class Model:
             with the same width does nothing.
         """
         if isinstance(input_dim, (tuple, list)):
+            if not input_dim:
+                raise ValueError("build(input_dim): an empty shape has no input width; give "
+                                 "an int d or a shape (None, d)")
             input_dim = input_dim[-1]
         if input_dim is None:
             input_dim = self.input_dim
@@ -413,6 +425,7 @@ class Model:
             raise ValueError(f"compile() needs a loss; one of {_losses.LOSSES}")
         info = _losses.get(loss)
         opt = _optimizers.get(optimizer)
+        opt._check_free_for(self)
         if metrics is None:
             metrics = []
         elif isinstance(metrics, str):
@@ -438,7 +451,9 @@ class Model:
             raise
         if self.optimizer is not None and self.optimizer is not opt:
             self.optimizer._bind(None)
+            self.optimizer._claim(None)
         self.optimizer = opt
+        opt._claim(self)
         if new_net is not None:
             self._attach(new_net, self._input_dim)
         self.metrics = metrics
@@ -453,6 +468,8 @@ class Model:
     def _prepare_xy(self, x, y, sample_weight, what):
         """Light conversion; returns (X, Y, sw) as NumPy arrays before validation."""
         X = _as_matrix(x, f"{what}x" if what else "x")
+        if not self._layers:
+            raise ValueError("the model has no layers; add Dense layers first")
         if y is None:
             raise ValueError(f"{what}y is required")
         Y = _losses.prepare_targets(self._loss_info, y, self._layers[-1].units,
@@ -469,11 +486,22 @@ class Model:
 
     def _validate(self, X, Y, sw, what):
         try:
-            self._ensure_built(X.shape[1])
-            return validate_training_data(self._network.spec, X, Y, sw)
+            if self.built:
+                self._ensure_built(X.shape[1])
+                return validate_training_data(self._network.spec, X, Y, sw)
+            # checked against the network this data would build, and built only once the
+            # data passed (a rejected fit must not fix the model's input width)
+            self.build(X.shape[1])    # checks the width against the first layer's
+            try:
+                return validate_training_data(self._network.spec, X, Y, sw)
+            except Exception:
+                self._network, self._input_dim = None, None
+                if self.optimizer is not None:
+                    self.optimizer._bind(None)
+                raise
         except (ValueError, TypeError) as exc:
             if what:
-                raise type(exc)(f"{what.rstrip('_')}: {exc}") from None
+                raise type(exc)(f"{what.rstrip()}: {exc}") from None
             raise
 
     def _on_device(self, *arrays):
@@ -500,10 +528,10 @@ class Model:
                 raise ValueError(f"class_weight[{k}]={v!r} must be a finite number >= 0")
             table[int(k)] = float(v)
         classes = _losses.class_indices(Y)
-        lookup = np.ones(max(max(table), int(classes.max(initial=0))) + 1)
-        for k, v in table.items():
-            lookup[k] = v
-        cw = lookup[np.clip(classes, 0, None)]
+        # by the classes present (a table indexed by label would be as long as the largest
+        # label, and a stray huge label is only rejected later, by validation)
+        present, where = np.unique(classes, return_inverse=True)
+        cw = np.array([table.get(int(c), 1.0) for c in present])[where.ravel()]
         return cw if sw is None else cw * np.asarray(sw, dtype=np.float64)
 
     # ---- training ------------------------------------------------------------------------
@@ -613,7 +641,8 @@ class Model:
                             else SLICE_SECONDS_SILENT)
         net = self._network
         interrupted = None     # (epoch, steps_done) when Ctrl-C stopped training
-        diverged = None        # epoch whose loss became non-finite
+        diverged = None        # (epoch whose loss or weights became non-finite, epoch restored)
+        previous = None        # the snapshot taken at the start of the previous epoch
         with _SigintCatcher() as sigint:
             cl.on_train_begin({})
             epoch = initial_epoch
@@ -631,12 +660,21 @@ class Model:
                         steps_done = self._run_slices(net, epoch, sizer, cl, sigint, offset)
                     loss = net.finish_epoch()
                     self._epochs_run += 1
-                    if net.diverged or not math.isfinite(loss):
+                    if net.diverged or not math.isfinite(loss) or not _state_finite(net):
+                        # The engine checks each batch's loss before that batch's update,
+                        # so the epoch's last update is checked here, on the weights. A
+                        # first batch whose loss is already non-finite means the weights at
+                        # the start of this epoch came from such an unchecked update: go
+                        # back to the start of the previous epoch.
+                        restored = epoch
+                        if net.diverged and steps_done == 0 and previous is not None:
+                            snapshot, restored = previous, epoch - 1
                         net.set_params(snapshot[0])
                         net.set_optimizer_state(snapshot[1])
-                        diverged = epoch
+                        diverged = (epoch, restored)
                         cl.on_epoch_end(epoch, self._diverged_logs(val is not None))
                         break
+                    previous = snapshot
                     if sigint.caught:
                         interrupted = (epoch, steps_done)
                         break
@@ -654,10 +692,12 @@ class Model:
                 interrupted = (epoch, -(-done // batch_size))
             cl.on_train_end({})
         if diverged is not None:
+            ep, restored = diverged
             warnings.warn(
-                f"fit stopped at epoch {diverged + 1}: the training loss became NaN or "
-                "infinite (learning rate too high, or unscaled inputs/targets?). The weights "
-                f"were restored to those at the start of epoch {diverged + 1}.",
+                f"fit stopped at epoch {ep + 1}: the training loss, the weights or the "
+                "optimizer state became NaN or infinite (learning rate too high, or unscaled "
+                "inputs/targets?). The weights were restored to those at the start of epoch "
+                f"{restored + 1}.",
                 RuntimeWarning, stacklevel=2)
         if interrupted is not None:
             ep, st = interrupted
@@ -1107,13 +1147,32 @@ def _target_path(filepath):
     path = os.fspath(filepath)
     if not isinstance(path, str):
         path = os.fsdecode(path)
-    if not os.path.splitext(path)[1]:
-        path += ".npz"
-    return path
+    if os.path.isdir(path) or path.endswith(("/", os.sep)) or not os.path.basename(path):
+        raise ValueError(f"cannot save to {path!r}: it names a folder; give a file name "
+                         f"such as {os.path.join(path, 'model.npz')!r}")
+    return _with_suffix(path)
+
+
+def _with_suffix(path):
+    """``path`` with ``.npz`` added when it has no extension."""
+    return path + ".npz" if not os.path.splitext(path)[1] else path
+
+
+def _new_file_mode(path):
+    """Permissions for a file saved at ``path``: those of the file it replaces, else
+    what the umask gives a new file (a temporary file is created private)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _write_model_file(filepath, config, arrays):
     path = _target_path(filepath)
+    if os.path.islink(path):      # replace the file the link points to, keep the link
+        path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot save to {path!r}: the folder {folder!r} does not "
@@ -1123,8 +1182,10 @@ def _write_model_file(filepath, config, arrays):
     payload = dict(arrays)
     payload[_CONFIG_KEY] = np.frombuffer(config_bytes, dtype=np.uint8)
     payload[_DIGEST_KEY] = np.frombuffer(digest.encode("ascii"), dtype=np.uint8)
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".tmp", dir=folder)
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload)
             f.flush()
@@ -1142,10 +1203,15 @@ def _write_model_file(filepath, config, arrays):
 def _read_model_file(filepath):
     """Return ``(config, arrays)`` of a fastmlp file; ValueError for anything else."""
     path = os.fspath(filepath)
-    if not os.path.exists(path) and os.path.exists(_target_path(path)):
-        path = _target_path(path)
+    if not isinstance(path, str):
+        path = os.fsdecode(path)
+    if not os.path.exists(path) and os.path.exists(_with_suffix(path)):
+        path = _with_suffix(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such model file: {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a folder, not a model file (expected a .npz written "
+                         "by Model.save or Model.save_weights)")
     not_ours = (f"{path!r} is not a fastmlp model file (expected a .npz written by "
                 "Model.save or Model.save_weights)")
     with open(path, "rb") as f:

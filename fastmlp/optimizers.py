@@ -34,8 +34,10 @@ Examples
 from __future__ import annotations
 
 import bisect
+import gc
 import math
 import warnings
+import weakref
 
 import numpy as np
 
@@ -305,6 +307,7 @@ class Optimizer:
         clip = global_clipnorm if global_clipnorm is not None else clipnorm
         self.clipnorm = None if clip is None else _positive(clip, "clipnorm")
         self._network = None
+        self._owner = None     # weak reference to the Model compiled with this optimizer
 
     # -- the learning rate ----------------------------------------------------------------
     @property
@@ -337,6 +340,29 @@ class Optimizer:
     def _bind(self, network):
         """Attach to the engine network that applies this optimizer's updates."""
         self._network = network
+
+    def _claim(self, model):
+        """Make ``model`` this optimizer's only user (None: release it).  One instance
+        drives one model's updates, step count and learning rate, so a second live model
+        is refused (as Keras does) rather than silently taking it over."""
+        if model is not None:
+            self._check_free_for(model)
+        self._owner = None if model is None else weakref.ref(model)
+
+    def _check_free_for(self, model):
+        """Raise unless ``model`` may use this optimizer (see _claim)."""
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None and owner is not model:
+            # a model dropped by the user may linger in a reference cycle (its layers
+            # point back to it) until the collector runs: only a live one counts
+            del owner
+            gc.collect()
+            owner = self._owner()
+        if owner is not None and owner is not model:
+            raise ValueError(
+                f"this {type(self).__name__} instance is already used by another model; give "
+                f"each model its own optimizer (e.g. optimizers.{type(self).__name__}(...) "
+                "again, or a name such as 'adam')")
 
     # -- conversion ----------------------------------------------------------------------
     def _rule_fields(self) -> dict:

@@ -333,3 +333,10 @@ def test_learning_rate_scheduler_changes_training():
     c.optimizer.learning_rate = 0.01
     c.fit(X, y, epochs=2, initial_epoch=1, verbose=0)
     assert _same(b.get_weights(), c.get_weights())
+
+
+def test_model_checkpoint_creates_missing_folders(tmp_path):
+    m = _model()
+    path = tmp_path / "runs" / "a" / "ckpt-{epoch:02d}.npz"
+    _fit(m, [callbacks.ModelCheckpoint(str(path), monitor="loss")], epochs=2)
+    assert sorted(os.listdir(tmp_path / "runs" / "a")) == ["ckpt-01.npz", "ckpt-02.npz"]

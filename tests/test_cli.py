@@ -410,3 +410,24 @@ def test_python_m_fastmlp_subprocess(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "missing.csv: no such file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_predict_a_classifier_saved_by_model_save(tmp_path, capsys):
+    # no sidecar from `fastmlp train`: the model's loss says it is a classifier
+    X, y = datasets.load_iris()
+    m = fastmlp.Model([fastmlp.Dense(8, "relu", input_dim=4), fastmlp.Dense(3, "softmax")],
+                      seed=0)
+    m.compile("adam", "sparse_categorical_crossentropy")
+    m.fit(X, y, epochs=3, verbose=0)
+    m.save(tmp_path / "keras.npz")
+    np.save(tmp_path / "x.npy", X)
+    status, _, err = run(["predict", tmp_path / "keras.npz", tmp_path / "x.npy", "--proba",
+                          "--device", DEVICE, "-o", tmp_path / "p.csv"], capsys)
+    assert status == 0, err
+    with open(tmp_path / "p.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["prediction", "proba_0", "proba_1", "proba_2"]
+    proba = m.predict(X)
+    assert [int(r[0]) for r in rows[1:]] == proba.argmax(axis=1).tolist()
+    np.testing.assert_allclose([[float(v) for v in r[1:]] for r in rows[1:]], proba,
+                               rtol=1e-5)

@@ -494,6 +494,44 @@ def test_small_batches_are_not_split(rng):
     assert make_network(wide, device="cpu", n_threads=2)._engine.will_shard(512)
 
 
+def test_one_network_shared_by_python_threads(device, rng):
+    # One fitted network used by several Python threads at once (a web server, joblib's
+    # threading backend): the engine's calls release the GIL and share its workspaces,
+    # which a call may grow, so without its lock the threads got each other's rows or
+    # crashed on a freed workspace. Row counts vary so that calls grow the workspace.
+    import threading
+    spec = NetworkSpec((20, 300, 3), ("relu", "softmax"), loss="categorical_crossentropy")
+    X = rng.normal(size=(700, 20))
+    net = make_network(spec, device=device, n_threads=1)
+    net.set_params(init_params(spec, seed=0))
+    ref = net.forward(X)
+    Y = np.eye(3)[rng.integers(0, 3, 700)]
+    ref_loss = net.compute_loss(X, Y)
+    wrong, errors = [], []
+
+    def work(seed):
+        r = np.random.default_rng(seed)
+        try:
+            for _ in range(25):
+                lo = int(r.integers(0, 350))
+                hi = lo + int(r.integers(1, 350))
+                if r.random() < 0.8:
+                    out = net.forward(X[lo:hi])
+                    if out.shape != (hi - lo, 3) or not np.allclose(out, ref[lo:hi]):
+                        wrong.append((lo, hi))
+                elif not np.isclose(net.compute_loss(X, Y), ref_loss):
+                    wrong.append("loss")
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and wrong == []
+
+
 def test_prediction_split_over_threads_matches_reference(rng):
     # a prediction big enough to be split over 2 threads (rows are independent), with a
     # row count that does not divide evenly and chunks larger than the workspace

@@ -5,6 +5,7 @@ progress display, and end-to-end learning."""
 import io
 import math
 import os
+import re
 import signal
 import sys
 
@@ -736,6 +737,60 @@ def test_divergence_stops_and_restores_last_finite_weights(device):
     assert all(np.isfinite(w).all() for w in m.get_weights())
 
 
+def _overflowing_fit(device, loss, Y):
+    """fit with a huge learning rate on 60 rows; returns (model, history, weights at the
+    start of each epoch, the divergence warning's text)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    out = Y.shape[1] if Y.ndim == 2 else 3
+    m = Model([Dense(8, "relu", input_dim=4),
+               Dense(out, "sigmoid" if loss == "binary_crossentropy" else "softmax")],
+              seed=0, device=device)
+    m.compile(optimizers.SGD(1e6), loss)
+    starts = []
+    cb = LambdaCallback(on_epoch_begin=lambda e, logs: starts.append(m.get_weights()))
+    with pytest.warns(RuntimeWarning, match="NaN or infinite") as rec:
+        with np.errstate(over="ignore", invalid="ignore"):
+            h = m.fit(X, Y(X) if callable(Y) else Y, epochs=10, verbose=0,
+                      validation_split=0.2, callbacks=[cb])
+    return m, X, h, starts, str(rec[-1].message)
+
+
+def test_divergence_in_an_epochs_last_update_is_caught_on_the_weights(device):
+    # The engine checks each batch's loss before its update; here the last update of an
+    # epoch makes the weights non-finite while every loss of that epoch was finite
+    # (before the fix: 'restored' weights with NaN, NaN predictions).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    Y = (X[:, :1] > 0).astype(np.float32)
+    m, X, h, starts, msg = _overflowing_fit(device, "binary_crossentropy", Y)
+    n = len(h.history["loss"])
+    assert n < 10 and math.isnan(h.history["loss"][-1])
+    assert all(math.isfinite(v) for v in h.history["loss"][:-1] + h.history["val_loss"][:-1])
+    assert all(np.isfinite(w).all() for w in m.get_weights())
+    restored = int(re.search(r"start of epoch (\d+)\.", msg).group(1))
+    assert restored in (n - 1, n)   # n - 1 where the epoch's first batch diverged
+    assert _weights_equal(m.get_weights(), starts[restored - 1])
+    assert np.isfinite(m.predict(X)).all()
+    assert math.isfinite(m.evaluate(X, Y)["loss"])
+
+
+def test_divergence_at_an_epochs_first_batch_restores_the_previous_epochs_start(device):
+    # Finite but huge weights from an epoch's last update give the next epoch's first
+    # batch a non-finite loss: the weights at that epoch's start are the bad ones, so fit
+    # goes back to the start of the epoch before.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    y = ((X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)) % 3
+    m, X, h, starts, msg = _overflowing_fit(device, "sparse_categorical_crossentropy", y)
+    n = len(h.history["loss"])
+    assert n >= 2 and math.isnan(h.history["loss"][-1])
+    assert f"start of epoch {n - 1}." in msg
+    assert _weights_equal(m.get_weights(), starts[-2])
+    assert np.isfinite(m.predict(X)).all()
+    assert math.isfinite(m.evaluate(X, y)["loss"])
+
+
 class _InterruptingNetwork:
     """Wraps an engine network; interrupts during the ``at``-th call of run_steps."""
 
@@ -879,3 +934,81 @@ def test_circles_reaches_080(device):
     h = model.fit(X, y, epochs=150, batch_size=64, verbose=0)
     assert h.history["accuracy"][-1] >= 0.80
     assert model.evaluate(X_test, y_test)["accuracy"] >= 0.80
+
+
+# ---- bad input found by the robustness audit (session 12) --------------------------------------
+def test_a_model_without_layers_says_so():
+    m = Model()
+    m.compile("adam", "mse")
+    X = np.zeros((4, 2))
+    for call in (lambda: m.fit(X, X, verbose=0), lambda: m.evaluate(X, X)):
+        with pytest.raises(ValueError, match="no layers"):
+            call()
+    with pytest.raises(ValueError, match="empty shape"):
+        Model([Dense(2)]).build(())
+
+
+def test_class_weight_with_a_huge_label_is_rejected_without_allocating_by_label():
+    # the class-weight table was indexed by label: a stray label of 1e11 asked for 745 GiB
+    X, y = _blobs(n=30)
+    m = _clf("cpu")
+    y = y.copy()
+    y[3] = 10 ** 11
+    with pytest.raises(ValueError, match=r"lie in \[0, 2\]"):
+        m.fit(X, y, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+    h = _clf("cpu").fit(X, _blobs(n=30)[1], class_weight={0: 1.0, 10 ** 11: 3.0}, verbose=0)
+    assert math.isfinite(h.history["loss"][0])
+
+
+def test_class_weight_multiplies_the_weights_of_its_classes(device):
+    X, y = _blobs(n=40)
+    a, b = _clf(device), _clf(device)
+    a.fit(X, y, class_weight={1: 3.0}, epochs=2, verbose=0, shuffle=False)
+    b.fit(X, y, sample_weight=np.where(y == 1, 3.0, 1.0), epochs=2, verbose=0, shuffle=False)
+    assert _weights_equal(a.get_weights(), b.get_weights())
+
+
+def test_a_rejected_fit_does_not_build_the_model():
+    X, y = _blobs(n=30)
+    m = Model([Dense(8, "relu"), Dense(3, "softmax")], seed=0)
+    m.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"lie in \[0, 2\]"):
+        m.fit(np.hstack([X, y[:, None]]), y + 1, verbose=0)   # label column left in x
+    assert not m.built and m.input_dim is None
+    m.fit(X, y, verbose=0)                                  # the right data is accepted
+    assert m.built and m.input_dim == 4
+    with pytest.raises(ValueError, match=r"^validation_data: "):
+        m.fit(X, y, validation_data=(X, y + 5), verbose=0)
+
+
+def test_one_optimizer_instance_drives_one_model():
+    opt = optimizers.SGD(0.1)
+    a = Model([Dense(3, "softmax", input_dim=4)])
+    a.compile(opt, "sparse_categorical_crossentropy")
+    b = Model([Dense(3, "softmax", input_dim=4)])
+    with pytest.raises(ValueError, match="already used by another model"):
+        b.compile(opt, "sparse_categorical_crossentropy")
+    a.compile(opt, "sparse_categorical_crossentropy")      # recompiling its own model: fine
+    a.compile("adam", "sparse_categorical_crossentropy")   # a releases it ...
+    b.compile(opt, "sparse_categorical_crossentropy")      # ... and b may take it
+    c = Model([Dense(3, "softmax", input_dim=4)])
+    del b                                                  # a dropped model does not hold it
+    c.compile(opt, "sparse_categorical_crossentropy")
+    X, y = _blobs(n=20)
+    c.fit(X, y, epochs=2, batch_size=5, verbose=0)
+    assert opt.iterations == 8
+
+
+def test_an_overflowing_optimizer_state_counts_as_divergence():
+    # |x| ~ 1e25 in float32: Adam's squared gradient overflows to inf while every loss is
+    # finite, and the affected weights would never move again
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32) * 1e25
+    y = (X[:, 0] > 0).astype(int)
+    m = Model([Dense(8, "relu", input_dim=4), Dense(2, "softmax")], seed=0)
+    m.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.warns(RuntimeWarning, match="optimizer state became NaN or infinite"):
+        with np.errstate(over="ignore", invalid="ignore"):
+            m.fit(X, y, epochs=3, verbose=0)
+    slots = m.network.get_optimizer_state()["slots"]
+    assert all(np.isfinite(s).all() for s in slots)

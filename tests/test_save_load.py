@@ -3,6 +3,7 @@ errors for damaged or foreign files, atomic writes; save_weights / load_weights.
 
 import json
 import os
+import stat
 import zipfile
 
 import numpy as np
@@ -37,10 +38,12 @@ def _same(a, b):
                                     for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("opt", [optimizers.Adam(0.01), optimizers.SGD(0.1, momentum=0.9),
-                                 optimizers.RMSprop(), optimizers.Adagrad(0.05)],
-                         ids=lambda o: type(o).__name__)
-def test_round_trip_is_exact(tmp_path, device, opt):
+@pytest.mark.parametrize("make_opt", [lambda: optimizers.Adam(0.01),
+                                      lambda: optimizers.SGD(0.1, momentum=0.9),
+                                      optimizers.RMSprop, lambda: optimizers.Adagrad(0.05)],
+                         ids=["Adam", "SGD", "RMSprop", "Adagrad"])
+def test_round_trip_is_exact(tmp_path, device, make_opt):
+    opt = make_opt()     # one instance per model: an optimizer drives one model
     m = _trained(device, opt)
     path = m.save(tmp_path / "model.npz")
     assert path == str(tmp_path / "model.npz")
@@ -303,3 +306,39 @@ def test_save_and_load_weights(tmp_path, device):
         wrong.load_weights(path)
     with pytest.raises(ValueError, match="never built"):
         fresh.load_weights(Model([Dense(2)]).save(tmp_path / "unbuilt.npz"))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes and symlinks")
+def test_save_keeps_file_modes_and_symlinks(tmp_path):
+    m = _trained("cpu")
+    old = os.umask(0o022)
+    try:
+        fresh = m.save(tmp_path / "fresh.npz")
+        assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o644     # not the temp file's 0600
+        shared = tmp_path / "shared.npz"
+        shared.write_bytes(b"old")
+        os.chmod(shared, 0o640)
+        m.save(shared)                                           # replacing a file keeps its mode
+        assert stat.S_IMODE(os.stat(shared).st_mode) == 0o640
+        link = tmp_path / "latest.npz"
+        os.symlink(tmp_path / "fresh.npz", link)
+        before = os.stat(fresh).st_mtime_ns
+        m.save_weights(link)                                     # the link stays a link ...
+        assert os.path.islink(link)
+        assert os.stat(fresh).st_mtime_ns >= before              # ... to the file written
+        fresh_model = _trained("cpu", epochs=1)
+        fresh_model.load_weights(tmp_path / "fresh.npz")
+        assert _same(fresh_model.get_weights(), m.get_weights())
+    finally:
+        os.umask(old)
+
+
+def test_save_to_a_folder_is_refused_clearly(tmp_path):
+    m = _trained("cpu")
+    (tmp_path / "models").mkdir()
+    for target in (tmp_path / "models", str(tmp_path / "models") + os.sep):
+        with pytest.raises(ValueError, match="names a folder"):
+            m.save(target)
+    assert os.listdir(tmp_path / "models") == [] and not (tmp_path / "models.npz").exists()
+    with pytest.raises(ValueError, match="is a folder"):
+        fastmlp.load_model(tmp_path / "models")

@@ -2,11 +2,17 @@
 
 This layer only checks arguments, converts them once, and sets the BLAS thread count
 around calls into the engine; all the work happens in ``_network.pyx`` without the GIL.
+
+One engine has one set of workspaces, which every call into it uses (and may grow), so
+the calls are serialised by a lock: one fitted model may be shared by threads (a web
+server, joblib's threading backend) and each call sees the engine alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 
 import numpy as np
 
@@ -51,12 +57,22 @@ def blas_threads(n_threads: int):
             lib.set_num_threads(before)
 
 
+def _locked(method):
+    """Run the method holding the network's lock (see the module docstring)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class CPUNetwork(Network):
     """The fast CPU backend (``device="cpu"``); see :class:`fastmlp.backends.base.Network`."""
 
     def __init__(self, spec, optimizer=None, n_threads=1):
         self.spec = spec
         self.dtype = np.dtype(spec.dtype)
+        self._lock = threading.RLock()
         self._engine = Engine(spec.layer_sizes, spec.activations, spec.use_bias, spec.dropout,
                               spec.l2, spec.l1, spec.loss, float(spec.loss_scale),
                               spec.weight_normalization == "sum_weights",
@@ -73,6 +89,7 @@ class CPUNetwork(Network):
     def params(self):
         return self._engine.params
 
+    @_locked
     def set_params(self, flat):
         flat = np.asarray(flat)
         if flat.size != self.spec.n_params:
@@ -102,6 +119,7 @@ class CPUNetwork(Network):
         return self._engine.workspace_nbytes
 
     # ---- optimizer -----------------------------------------------------------------------
+    @_locked
     def set_optimizer(self, optimizer, reset_state=True):
         if not isinstance(optimizer, OptimizerSpec):
             raise TypeError(f"optimizer must be an OptimizerSpec; got {type(optimizer)}")
@@ -124,10 +142,12 @@ class CPUNetwork(Network):
         self.optimizer = self.optimizer.with_changes(learning_rate=float(lr))
         self._engine.set_learning_rate(self.optimizer.learning_rate)
 
+    @_locked
     def get_optimizer_state(self):
         return {"step": int(self._engine.step),
                 "slots": [s.copy() for s in self._engine.slots]}
 
+    @_locked
     def set_optimizer_state(self, state):
         slots = list(state["slots"])
         if len(slots) != len(self._engine.slots):
@@ -147,6 +167,7 @@ class CPUNetwork(Network):
             return None, np.ascontiguousarray(Y, dtype=np.int64)
         return Y, None
 
+    @_locked
     def start_epoch(self, X, Y, sample_weight=None, *, batch_size, shuffle=False, seed=0,
                     epoch=0, order=None, track_metrics=False):
         from .. import _check_engine_arrays
@@ -168,6 +189,7 @@ class CPUNetwork(Network):
         self._epoch_open = True
         self._last_state = self._engine.epoch_state
 
+    @_locked
     def run_steps(self, max_steps=None):
         if not self._epoch_open:
             raise RuntimeError("run_steps() called before start_epoch()")
@@ -184,6 +206,7 @@ class CPUNetwork(Network):
         done, n = self._last_state[:2]
         return done, n
 
+    @_locked
     def finish_epoch(self):
         if not self._epoch_open:
             raise RuntimeError("finish_epoch() called before start_epoch()")
@@ -203,6 +226,7 @@ class CPUNetwork(Network):
                 "data_loss": m[4] / done, "penalty": m[5] / done}
 
     # ---- full batch --------------------------------------------------------------------------
+    @_locked
     def forward(self, X, batch_size=None):
         from .. import _check_engine_arrays
         X = _check_engine_arrays(self.spec, X, None, None, 1, None)[0]
@@ -213,6 +237,7 @@ class CPUNetwork(Network):
             self._engine.predict(X, out)
         return out
 
+    @_locked
     def _full_batch(self, X, Y, sample_weight, want_grad, include_penalty):
         from .. import _check_engine_arrays
         X, Y, sw, _, _ = _check_engine_arrays(self.spec, X, Y, sample_weight, 1, None)
@@ -222,6 +247,7 @@ class CPUNetwork(Network):
         with blas_threads(self._engine.n_threads):
             return self._engine.full_batch(X, Y, labels, sw, want_grad, include_penalty)
 
+    @_locked
     def loss_and_grad(self, X, Y, sample_weight=None):
         loss = self._full_batch(X, Y, sample_weight, True, True)
         return loss, self._engine.grads.copy()
