@@ -151,14 +151,14 @@ class _BaseMLP(BaseEstimator):
         if not hasattr(sizes, "__iter__"):
             sizes = [sizes]
         sizes = list(sizes)
-        if np.any(np.array(sizes) <= 0):
-            raise ValueError("hidden_layer_sizes must be > 0, got %s." % sizes)
-        out = []
         for s in sizes:
-            if isinstance(s, (bool, np.bool_)) or not float(s).is_integer():
-                raise ValueError(f"hidden_layer_sizes must hold whole numbers; got {sizes}")
-            out.append(int(s))
-        return out
+            if isinstance(s, (bool, np.bool_)) or not isinstance(s, (Real, np.number)) \
+                    or not np.isfinite(s) or not float(s).is_integer():
+                raise ValueError(f"hidden_layer_sizes must hold whole numbers (units per "
+                                 f"hidden layer, e.g. (100,) or (64, 32)); got {sizes}")
+        if any(s <= 0 for s in sizes):
+            raise ValueError("hidden_layer_sizes must be > 0, got %s." % sizes)
+        return [int(s) for s in sizes]
 
     def _hidden_activations(self, n_hidden):
         """One engine-understood activation name per hidden layer."""
@@ -327,13 +327,16 @@ class _BaseMLP(BaseEstimator):
         net = self._prediction_network()
         dtype = np.dtype(net.spec.dtype)
         xp = _array_module(net)
+        # computed in the weights' dtype, returned in the dtype scikit-learn's products
+        # give (float64 for float64 or integer X with float32 weights)
+        out_dtype = np.result_type(X.dtype, dtype)
         if sp.issparse(X):
             X = X.tocsr()
             step = max(1, _SPARSE_PREDICT_ELEMENTS // max(1, X.shape[1]))
             parts = [self._forward_dense(net, X[lo:lo + step].toarray(), dtype, xp)
                      for lo in range(0, X.shape[0], step)]
-            return np.concatenate(parts, axis=0)
-        return self._forward_dense(net, X, dtype, xp)
+            return np.concatenate(parts, axis=0).astype(out_dtype, copy=False)
+        return self._forward_dense(net, X, dtype, xp).astype(out_dtype, copy=False)
 
     @staticmethod
     def _forward_dense(net, X, dtype, xp):
@@ -375,6 +378,10 @@ class _BaseMLP(BaseEstimator):
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
         X, y, y_raw = self._validate_input(X, y, incremental, reset=first_pass)
+        if not first_pass and X.dtype != self.coefs_[0].dtype:
+            # as scikit-learn, later passes (warm_start, partial_fit) keep the weights'
+            # dtype from the first one: X of another dtype is converted, not the weights
+            X = X.astype(self.coefs_[0].dtype)
         n_samples, n_features = X.shape
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
@@ -499,6 +506,11 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = [] if self.early_stopping else None
             self.best_validation_score_ = -np.inf if self.early_stopping else None
             self.best_validation_loss_ = None
+        if not self.early_stopping and getattr(self, "best_loss_", None) is None:
+            # early stopping switched off between fits (it keeps best_loss_ at None;
+            # scikit-learn then fails with a TypeError): go on from the best loss so far
+            finite = [v for v in self.loss_curve_ if np.isfinite(v)]
+            self.best_loss_ = min(finite) if finite else np.inf
 
     def _fit_stochastic(self, net, X, y, sample_weight, incremental, val):
         self._ensure_stochastic_state()

@@ -464,7 +464,13 @@ Examples
                 "(sklearn.utils.class_weight.compute_class_weight) and pass them as a "
                 "dict.")
         if np.ndim(y_raw) == 2:  # multi-label indicator matrix
-            weights = compute_sample_weight(self.class_weight, y_raw)
+            cw = self.class_weight
+            if not (isinstance(cw, str) or (isinstance(cw, list) and len(cw) == y_raw.shape[1]
+                                            and all(isinstance(d, dict) for d in cw))):
+                raise ValueError(
+                    f"class_weight={cw!r}: for multi-label y give 'balanced' or a list of "
+                    f"{y_raw.shape[1]} dicts, one per label column ({{0: w0, 1: w1}})")
+            weights = compute_sample_weight(cw, y_raw)
         else:
             if isinstance(self.class_weight, list):
                 raise ValueError("class_weight as a list of dicts is only for multi-label "
@@ -472,12 +478,25 @@ Examples
             per_class = compute_class_weight(self.class_weight, classes=self.classes_,
                                              y=y_raw)
             weights = per_class[np.searchsorted(self.classes_, y_raw)]
+        weights = np.asarray(weights, dtype=np.float64)
+        if not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError(f"class_weight={self.class_weight!r} must give every class a "
+                             "finite weight >= 0")
+        if not weights.any():
+            raise ValueError(f"class_weight={self.class_weight!r} gives every sample of y a "
+                             "weight of 0; at least one class needs a positive weight")
         if sample_weight is None:
             return weights.astype(np.float64)
         return sample_weight * weights
 
     def _validation_targets(self, y_val):
         y_val = check_array(y_val, ensure_2d=False, dtype=None, input_name="y_val")
+        if getattr(self._label_binarizer, "y_type_", None) == "multilabel-indicator" and (
+                y_val.ndim != 2 or y_val.shape[1] != len(self.classes_)):
+            raise ValueError(
+                f"y_val has shape {y_val.shape}; y is a multi-label indicator matrix with "
+                f"{len(self.classes_)} columns, so y_val needs ({y_val.shape[0]}, "
+                f"{len(self.classes_)})")
         if y_val.ndim == 2 and y_val.shape[1] == 1:
             y_val = column_or_1d(y_val, warn=True)
         unknown = np.setdiff1d(unique_labels(y_val), self.classes_)

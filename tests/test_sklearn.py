@@ -601,3 +601,70 @@ def test_warm_start_from_lbfgs_to_adam():
     est.set_params(solver="adam", max_iter=3)
     _quiet(est.fit, X_REG, Y_REG)
     assert len(est.loss_curve_) == 3 and est.n_iter_ == 3
+
+
+# ---- found by the robustness audit (session 12) -----------------------------------------------
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit"])
+def test_early_stopping_switched_off_between_fits(how):
+    # scikit-learn fails here with a TypeError (best_loss_ stays None); we go on from the
+    # best training loss so far
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(40, 3), np.arange(40) % 3
+    m = fastmlp.MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0,
+                              early_stopping=True, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        m.fit(X, y)
+        assert m.best_loss_ is None
+        m.set_params(early_stopping=False)
+        m.fit(X, y) if how == "warm_start" else m.partial_fit(X, y)
+    assert m.best_loss_ == min(m.loss_curve_)
+    assert len(m.loss_curve_) == (6 if how == "warm_start" else 4)
+
+
+@pytest.mark.parametrize("Est", [fastmlp.MLPClassifier, fastmlp.MLPRegressor])
+def test_dtypes_follow_scikit_learn(Est):
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 3)
+    y = np.arange(40) % 3 if Est is fastmlp.MLPClassifier else X @ [1.0, 2.0, -1.0]
+    ref = {fastmlp.MLPClassifier: sknn.MLPClassifier,
+           fastmlp.MLPRegressor: sknn.MLPRegressor}[Est]
+    out = "predict_proba" if Est is fastmlp.MLPClassifier else "predict"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for E in (Est, ref):
+            m = E(hidden_layer_sizes=(5,), max_iter=3, random_state=0, warm_start=True)
+            m.fit(X.astype(np.float32), y)
+            # outputs in the dtype of X @ coefs_: float64 for float64 or integer X
+            got = [getattr(m, out)(Xq).dtype for Xq in
+                   (X.astype(np.float32), X, X.astype(int), sp.csr_matrix(X))]
+            m.fit(X, y)        # a warm pass keeps the weights' dtype
+            p = E(hidden_layer_sizes=(5,), random_state=0)
+            p.partial_fit(X, y, **({"classes": [0, 1, 2]} if out == "predict_proba" else {}))
+            p.partial_fit(X.astype(np.float32), y)
+            got += [m.coefs_[0].dtype, p.coefs_[0].dtype]
+            if E is Est:
+                ours = got
+        assert ours == got == [np.float32, np.float64, np.float64, np.float64,
+                               np.float32, np.float64]
+
+
+def test_bad_class_weights_layer_sizes_and_y_val_name_the_argument():
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(30, 3), np.arange(30) % 3
+    Yml = np.c_[y == 0, y == 1].astype(int)
+    Xv, yv = rng.randn(10, 3), np.arange(10) % 3
+    cases = [
+        (dict(class_weight={0: -2}), X, y, {}, r"class_weight=\{0: -2\} must give every"),
+        (dict(class_weight={0: np.nan}), X, y, {}, "finite weight >= 0"),
+        (dict(class_weight={0: 0, 1: 0, 2: 0}), X, y, {}, "weight of 0"),
+        (dict(class_weight=[1, 2]), X, Yml, {}, "list of 2 dicts"),
+        ({}, X, Yml, dict(X_val=Xv, y_val=(yv == 0).astype(int)), r"y_val has shape \(10,\)"),
+        ({}, X, Yml, dict(X_val=Xv, y_val=np.eye(3, dtype=int)[yv]), r"needs \(10, 2\)"),
+        (dict(hidden_layer_sizes=("5",)), X, y, {}, "hidden_layer_sizes must hold whole"),
+        (dict(hidden_layer_sizes=(None,)), X, y, {}, "hidden_layer_sizes must hold whole"),
+        (dict(hidden_layer_sizes=([5],)), X, y, {}, "hidden_layer_sizes must hold whole"),
+    ]
+    for params, Xf, yf, fit_kw, match in cases:
+        with pytest.raises(ValueError, match=match):
+            MLPClassifier(max_iter=2, **params).fit(Xf, yf, **fit_kw)
