@@ -97,6 +97,29 @@ class CallbackList:
             cb.on_epoch_progress(epoch, steps_done, logs)
 
 
+def _real(value, where, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
+    """``value`` as a float within the bounds, or a TypeError/ValueError naming ``where``
+    (e.g. "ReduceLROnPlateau(factor": the message reads "ReduceLROnPlateau(factor=...)")."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where}={value!r}): expected a number")
+    v = float(value)
+    if math.isnan(v) or v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
+        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise ValueError(f"{where}={value!r}): must be in {left}{lo:g}, {hi:g}{right}")
+    return v
+
+
+def _whole(value, where, minimum=0):
+    """``value`` as an int >= minimum, or a TypeError/ValueError naming ``where``."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)                      # 3.0 is accepted as 3
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{where}={value!r}): expected an int >= {minimum}")
+    if value < minimum:
+        raise ValueError(f"{where}={value!r}): must be an int >= {minimum}")
+    return int(value)
+
+
 def _overrides(callback, hook):
     method = getattr(callback, hook)
     return getattr(method, "__func__", method) is not getattr(Callback, hook)
@@ -213,17 +236,13 @@ class EarlyStopping(Callback):
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
         super().__init__()
         self.monitor = str(monitor)
-        if not (float(min_delta) >= 0):
-            raise ValueError(f"EarlyStopping(min_delta={min_delta!r}) must be >= 0")
-        self.min_delta = float(min_delta)
-        if int(patience) != patience or patience < 0:
-            raise ValueError(f"EarlyStopping(patience={patience!r}) must be an int >= 0")
-        self.patience = int(patience)
+        self.min_delta = _real(min_delta, "EarlyStopping(min_delta", 0.0)
+        self.patience = _whole(patience, "EarlyStopping(patience")
         self.verbose = verbose
         self.mode = _resolve_mode(mode, self.monitor, "EarlyStopping")
-        self.baseline = None if baseline is None else float(baseline)
+        self.baseline = None if baseline is None else _real(baseline, "EarlyStopping(baseline")
         self.restore_best_weights = bool(restore_best_weights)
-        self.start_from_epoch = int(start_from_epoch)
+        self.start_from_epoch = _whole(start_from_epoch, "EarlyStopping(start_from_epoch")
         self._reset()
 
     def _reset(self):
@@ -294,16 +313,14 @@ class ReduceLROnPlateau(Callback):
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
                  min_delta=1e-4, cooldown=0, min_lr=0.0):
         super().__init__()
-        if not (0.0 < float(factor) < 1.0):
-            raise ValueError(f"ReduceLROnPlateau(factor={factor!r}): must be in (0, 1)")
+        self.factor = _real(factor, "ReduceLROnPlateau(factor", 0.0, 1.0, True, True)
         self.monitor = str(monitor)
-        self.factor = float(factor)
-        self.patience = int(patience)
+        self.patience = _whole(patience, "ReduceLROnPlateau(patience")
         self.verbose = verbose
         self.mode = _resolve_mode(mode, self.monitor, "ReduceLROnPlateau")
-        self.min_delta = float(min_delta)
-        self.cooldown = int(cooldown)
-        self.min_lr = float(min_lr)
+        self.min_delta = _real(min_delta, "ReduceLROnPlateau(min_delta", 0.0)
+        self.cooldown = _whole(cooldown, "ReduceLROnPlateau(cooldown")
+        self.min_lr = _real(min_lr, "ReduceLROnPlateau(min_lr", 0.0)
         self._reset()
 
     def _reset(self):
@@ -447,6 +464,9 @@ class CSVLogger(Callback):
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         self.filename = os.fspath(filename)
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"CSVLogger(separator={separator!r}): must be one character, "
+                             "such as ',' or '\\t'")
         self.sep = separator
         self.append = bool(append)
         self.keys = None

@@ -54,6 +54,7 @@ def _number_type(convert, accept, expected):
 _positive_int = _number_type(int, lambda v: v >= 1, "a positive integer")
 _fraction = _number_type(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 _positive_float = _number_type(float, lambda v: 0.0 < v < float("inf"), "a positive number")
+_seed_int = _number_type(int, lambda v: v >= 0, "an integer >= 0")
 
 
 def _hidden_sizes(text):
@@ -855,7 +856,7 @@ def _add_device_options(p, *, seed=True):
     p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="CPU threads (default: the CPUs available, or $OMP_NUM_THREADS)")
     if seed:
-        p.add_argument("--seed", type=int, default=0,
+        p.add_argument("--seed", type=_seed_int, default=0,
                        help="random seed for initialisation, shuffling and splits "
                             "(default: 0)")
 

@@ -91,7 +91,8 @@ class Dense(Layer):
                 raise ValueError(f"input_shape={input_shape!r}: Dense layers take flat "
                                  "inputs, so give one width such as (784,); flatten images "
                                  "first (X.reshape(len(X), -1))")
-            if input_dim is not None and int(input_dim) != shape[0]:
+            shape = (_check_int(shape[0], "input_shape[0]", 1),)
+            if input_dim is not None and _check_int(input_dim, "input_dim", 1) != shape[0]:
                 raise ValueError(f"input_dim={input_dim!r} and input_shape={input_shape!r} "
                                  "disagree")
             input_dim = shape[0]

@@ -96,7 +96,11 @@ def _as_matrix(x, name):
         raise ValueError(f"{name} is required")
     if hasattr(x, "toarray") and not isinstance(x, np.ndarray):   # scipy.sparse
         x = x.toarray()
-    x = np.asarray(x)
+    try:
+        x = np.asarray(x)
+    except ValueError as exc:       # ragged nested lists
+        raise ValueError(f"{name} must be a 2-D array or a list of equally long rows; "
+                         f"numpy could not convert it: {exc}") from None
     if x.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers; got dtype {x.dtype}")
     if x.ndim != 2:
@@ -210,6 +214,8 @@ class Model:
         self.seed = seed
         self._seed = seed if seed is not None else \
             int(np.random.SeedSequence().generate_state(1)[0])
+        if dtype is None:               # np.dtype(None) would be float64
+            raise TypeError("dtype=None: expected 'float32' or 'float64'")
         try:
             dt = np.dtype(dtype)
         except TypeError:

@@ -182,6 +182,13 @@ class PiecewiseConstantDecay(LearningRateSchedule):
     kind = "step"
 
     def __init__(self, boundaries, values):
+        if isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__iter__"):
+            raise TypeError(f"boundaries={boundaries!r} must be a sequence of ints (steps)")
+        for b in boundaries:
+            if isinstance(b, bool) or not isinstance(b, (int, float, np.integer, np.floating)) \
+                    or not float(b).is_integer():
+                raise ValueError(f"boundaries={list(boundaries)!r} must hold whole numbers "
+                                 "(step counts)")
         boundaries = [int(b) for b in boundaries]
         values = [_positive(v, "values[i]") for v in values]
         if len(values) != len(boundaries) + 1:
@@ -219,8 +226,9 @@ class StepDecay(LearningRateSchedule):
     def __init__(self, initial_learning_rate, drop=0.5, epochs_per_drop=10):
         self.initial_learning_rate = _positive(initial_learning_rate, "initial_learning_rate")
         self.drop = _positive(drop, "drop")
-        if isinstance(epochs_per_drop, bool) or int(epochs_per_drop) != epochs_per_drop \
-                or epochs_per_drop < 1:
+        if isinstance(epochs_per_drop, bool) or \
+                not isinstance(epochs_per_drop, (int, float, np.integer, np.floating)) or \
+                not float(epochs_per_drop).is_integer() or epochs_per_drop < 1:
             raise ValueError(f"epochs_per_drop={epochs_per_drop!r} must be an int >= 1")
         self.epochs_per_drop = int(epochs_per_drop)
 

@@ -340,3 +340,18 @@ def test_model_checkpoint_creates_missing_folders(tmp_path):
     path = tmp_path / "runs" / "a" / "ckpt-{epoch:02d}.npz"
     _fit(m, [callbacks.ModelCheckpoint(str(path), monitor="loss")], epochs=2)
     assert sorted(os.listdir(tmp_path / "runs" / "a")) == ["ckpt-01.npz", "ckpt-02.npz"]
+
+
+def test_callback_arguments_are_checked_by_name():
+    bad = [(lambda: callbacks.ReduceLROnPlateau(factor="a"), TypeError, r"ReduceLROnPlateau\(factor='a'\)"),
+           (lambda: callbacks.ReduceLROnPlateau(factor=1.0), ValueError, r"must be in \(0, 1\)"),
+           (lambda: callbacks.ReduceLROnPlateau(patience=-1), ValueError, r"patience=-1\)"),
+           (lambda: callbacks.ReduceLROnPlateau(cooldown=1.5), TypeError, "cooldown=1.5"),
+           (lambda: callbacks.EarlyStopping(start_from_epoch="a"), TypeError, "start_from_epoch"),
+           (lambda: callbacks.EarlyStopping(min_delta=-1), ValueError, r"min_delta=-1\)"),
+           (lambda: callbacks.EarlyStopping(baseline="x"), TypeError, "baseline"),
+           (lambda: callbacks.CSVLogger("log.csv", separator=";;"), ValueError, "one character")]
+    for make, exc, match in bad:
+        with pytest.raises(exc, match=match):
+            make()
+    assert callbacks.EarlyStopping(patience=3.0).patience == 3      # integral floats pass

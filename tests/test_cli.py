@@ -431,3 +431,9 @@ def test_predict_a_classifier_saved_by_model_save(tmp_path, capsys):
     assert [int(r[0]) for r in rows[1:]] == proba.argmax(axis=1).tolist()
     np.testing.assert_allclose([[float(v) for v in r[1:]] for r in rows[1:]], proba,
                                rtol=1e-5)
+
+
+def test_negative_seed_is_named(iris_csv, capsys):
+    status, _, err = run(["train", iris_csv, "--seed", "-1", "-q"], capsys)
+    assert status == 2
+    assert "argument --seed: expected an integer >= 0" in err

@@ -1012,3 +1012,32 @@ def test_an_overflowing_optimizer_state_counts_as_divergence():
             m.fit(X, y, epochs=3, verbose=0)
     slots = m.network.get_optimizer_state()["slots"]
     assert all(np.isfinite(s).all() for s in slots)
+
+
+def test_small_argument_checks_name_the_argument():
+    with pytest.raises(TypeError, match="dtype=None"):
+        Model(dtype=None)                 # np.dtype(None) is float64, not the default
+    with pytest.raises(ValueError, match="equally long rows"):
+        _clf("cpu").fit([[1, 2, 3, 4], [1, 2]], [0, 1], verbose=0)
+    with pytest.raises(TypeError, match="input_dim must be an int"):
+        Dense(3, input_dim="x", input_shape=(4,))
+    with pytest.raises(ValueError, match="epochs_per_drop=None"):
+        optimizers.StepDecay(0.1, 0.5, None)
+    with pytest.raises(ValueError, match="boundaries"):
+        optimizers.PiecewiseConstantDecay(["a"], [0.1, 0.01])
+    assert optimizers.PiecewiseConstantDecay([2.0], [0.1, 0.01]).boundaries == [2]
+
+
+def test_float64_data_beyond_float32_is_named_as_overflow():
+    X, y = _blobs(n=20)
+    X = X.copy()
+    X[0, 0] = 1e300
+    with pytest.raises(ValueError, match="X has values too large for float32"):
+        _clf("cpu").fit(X, y, verbose=0)
+    X[0, 0] = np.inf
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        _clf("cpu").fit(X, y, verbose=0)
+    m = Model([Dense(1, input_dim=4)], seed=0)
+    m.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="y has values too large for float32"):
+        m.fit(_blobs(n=20)[0], np.full(20, 1e300), verbose=0)

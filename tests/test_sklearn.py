@@ -668,3 +668,10 @@ def test_bad_class_weights_layer_sizes_and_y_val_name_the_argument():
     for params, Xf, yf, fit_kw, match in cases:
         with pytest.raises(ValueError, match=match):
             MLPClassifier(max_iter=2, **params).fit(Xf, yf, **fit_kw)
+
+
+def test_targets_beyond_float32_are_named_for_float32_data():
+    rng = np.random.RandomState(0)
+    X = rng.randn(20, 3).astype(np.float32)
+    with pytest.raises(ValueError, match="y has values too large for float32"):
+        MLPRegressor(max_iter=2).fit(X, np.full(20, 1e39))

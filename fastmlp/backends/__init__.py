@@ -138,11 +138,23 @@ def _as_float_matrix(X, name, dtype, xp, copy, check_finite=True):
         raise ValueError(f"{name} has 0 samples; at least 1 is required")
     if X.dtype == np.float16:
         X = X.astype(np.float32)  # float16 is widened, never computed in
-    X = xp.array(X, dtype=dtype, order="C", copy=True) if copy else \
-        xp.ascontiguousarray(X, dtype=dtype)
+    given = X
+    with np.errstate(over="ignore"):    # reported below, by name
+        X = xp.array(X, dtype=dtype, order="C", copy=True) if copy else \
+            xp.ascontiguousarray(X, dtype=dtype)
     if check_finite and not _all_finite(X, xp):
-        raise ValueError(f"{name} contains NaN or infinity")
+        _raise_nonfinite(name, given, dtype, xp)
     return X
+
+
+def _raise_nonfinite(name, given, dtype, xp):
+    """The error for data that is not finite in ``dtype``: NaN/inf, or finite values
+    that overflow it (float64 data for a float32 network)."""
+    if given.dtype != dtype and _all_finite(given, xp):
+        raise ValueError(f"{name} has values too large for {np.dtype(dtype).name} "
+                         f"(|value| > {float(np.finfo(dtype).max):.3g}); scale the data or "
+                         "train in float64")
+    raise ValueError(f"{name} contains NaN or infinity")
 
 
 def _all_finite(A, xp=np, chunk_rows=4096):
@@ -175,9 +187,12 @@ def _as_targets(spec, Y, n, dtype, xp, check_finite=True):
         Y = Y.reshape(-1, 1)
     if Y.ndim != 2 or Y.shape[1] != spec.n_outputs:
         raise ValueError(f"y has shape {Y.shape}; expected ({n}, {spec.n_outputs})")
-    Y = xp.ascontiguousarray(Y, dtype=dtype)
-    if check_finite and not _all_finite(Y, xp):
-        raise ValueError("y contains NaN or infinity")
+    given = Y
+    with np.errstate(over="ignore"):    # reported below, by name
+        Y = xp.ascontiguousarray(Y, dtype=dtype)
+    narrowed = given.dtype.kind == "f" and given.dtype.itemsize > np.dtype(dtype).itemsize
+    if (check_finite or narrowed) and not _all_finite(Y, xp):
+        _raise_nonfinite("y", given, dtype, xp)
     if spec.loss == "poisson" and bool((Y < 0).any()):
         raise ValueError("poisson loss needs y >= 0")
     if spec.loss in ("binary_crossentropy", "categorical_crossentropy") and \
