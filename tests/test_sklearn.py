@@ -675,3 +675,12 @@ def test_targets_beyond_float32_are_named_for_float32_data():
     X = rng.randn(20, 3).astype(np.float32)
     with pytest.raises(ValueError, match="y has values too large for float32"):
         MLPRegressor(max_iter=2).fit(X, np.full(20, 1e39))
+
+
+def test_sample_weights_that_underflow_float32_are_named():
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(20, 3).astype(np.float32), np.arange(20) % 2
+    with pytest.raises(ValueError, match="rounds to 0"):
+        MLPClassifier(max_iter=2).fit(X, y, sample_weight=np.full(20, 1e-50))
+    with pytest.raises(ValueError, match="at least one non-zero"):   # scikit-learn's check
+        MLPClassifier(max_iter=2).fit(X, y, sample_weight=np.zeros(20))

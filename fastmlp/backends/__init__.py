@@ -121,6 +121,10 @@ def validate_training_data(spec: NetworkSpec, X, Y=None, sample_weight=None, *,
         if not bool(xp.isfinite(sw).all()) or bool((sw < 0).any()):
             raise ValueError("sample_weight must be finite and >= 0")
         if not bool((sw > 0).any()):
+            if bool((xp.asarray(sample_weight) > 0).any()):
+                raise ValueError(f"sample_weight is positive but below the smallest "
+                                 f"{dtype.name} number for every sample (it rounds to 0); "
+                                 "scale the weights up")
             raise ValueError("sample_weight is zero for every sample")
         sample_weight = sw
     return X, Y, sample_weight
