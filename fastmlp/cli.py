@@ -365,6 +365,9 @@ def _demo_data(name, mnist_path, seed):
         except (FileNotFoundError, ValueError) as exc:
             raise CLIError(str(exc)) from None
         return "MNIST", X_train, y_train.astype(np.int64), X_test, y_test.astype(np.int64)
+    if mnist_path is not None:
+        raise CLIError(f"--mnist {mnist_path} is only read with --dataset mnist or auto; "
+                       "drop it for --dataset digits")
     from sklearn.model_selection import train_test_split
     X, y = datasets.load_digits(scale=True)
     X_train, X_test, y_train, y_test = train_test_split(
@@ -419,7 +422,8 @@ def cmd_demo(args):
     q = args.quiet
     _print(f"data: {label}: {X_train.shape[0]} training and {X_test.shape[0]} test rows, "
            f"{X_train.shape[1]} features, {n_classes} classes", quiet=q)
-    _print(f"network: {arch} ReLU/softmax, Adam (lr 1e-3), batch {args.batch_size}, "
+    kind = "ReLU/softmax" if hidden else "softmax (no hidden layer)"
+    _print(f"network: {arch} {kind}, Adam (lr 1e-3), batch {args.batch_size}, "
            f"{epochs} epochs, device {device!r} (the MLPClassifiers add scikit-learn's "
            "default L2 penalty, alpha=1e-4)", quiet=q)
     rows = []
@@ -454,6 +458,8 @@ def cmd_demo(args):
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            if q:   # -q prints only the results (e.g. not that batch_size was clipped)
+                warnings.simplefilter("ignore", UserWarning)
             estimator.fit(X_train, y_train)
         seconds = time.perf_counter() - start
         rows.append((name, float(estimator.score(X_test, y_test)), seconds))

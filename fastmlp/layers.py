@@ -115,10 +115,12 @@ class Dense(Layer):
 
     # ---- weights (through the model's engine) -------------------------------------
     def _require_model(self):
-        if self._model is None or not self._model.built:
+        model = self._model
+        if model is not None and not model.built and model.input_dim is not None:
+            model.build()           # as Model.get_weights: the input width is known
+        if model is None or not model.built:
             raise ValueError(f"layer {self.name or 'Dense'!r} has no weights yet: add it to a "
                              "Model and build it (give input_dim, or fit once)")
-        model = self._model
         start = sum(1 + l.use_bias for l in model.layers[:self._index])
         return model, start, start + 1 + self.use_bias
 

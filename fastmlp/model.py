@@ -313,10 +313,17 @@ class Model:
         layer._index = len(self._layers)
         self._layers.append(layer)
 
-    def _make_spec(self, input_dim, info):
+    def _make_spec(self, input_dim, info, metrics=None):
         if not self._layers:
             raise ValueError("the model has no layers; add Dense layers first")
         last = self._layers[-1]
+        metrics = self.metrics if metrics is None else metrics
+        binary = [m for m in metrics if m.strip().lower() == "binary_accuracy"]
+        if binary and last.units > 1:
+            raise ValueError(
+                f"metric {binary[0]!r} with {last.units} outputs would threshold each output "
+                "at 0.5, which fastmlp does not compute; use it with one sigmoid output, or "
+                "'accuracy' (the argmax match, Keras 3's rule for several outputs)")
         acts = [l.activation for l in self._layers]
         if info is None:
             loss, scale = "squared_error", 1.0
@@ -424,8 +431,11 @@ class Model:
             One of :data:`fastmlp.losses.LOSSES`.
         metrics : list of str, optional
             Names from :data:`fastmlp.losses.METRICS` (e.g. ``["accuracy"]``).
+            Accuracy is the 0.5-threshold match for one output and the argmax match for
+            several (Keras 3's rule); ``"binary_accuracy"`` needs one output.
 
         Compiling a built model keeps its weights and starts a fresh optimizer state.
+        An optimizer instance belongs to the one model compiled with it.
         """
         if loss is None:
             raise ValueError(f"compile() needs a loss; one of {_losses.LOSSES}")
@@ -446,10 +456,11 @@ class Model:
         self.loss, self._loss_info = loss, info
         new_net = None
         try:
-            if self._layers:
-                self._make_spec(self.input_dim or 1, info)   # checks the output layer now
+            if self._layers:    # checks the output layer (and the metrics) now
+                self._make_spec(self.input_dim or 1, info, metrics)
             if self.built:
-                new_net = make_network(self._make_spec(self._input_dim, info), opt.to_spec(0),
+                new_net = make_network(self._make_spec(self._input_dim, info, metrics),
+                                       opt.to_spec(0),
                                        device=self.device, n_threads=self.n_threads)
                 new_net.set_params(self._network.get_params())
         except Exception:

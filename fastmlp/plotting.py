@@ -31,8 +31,12 @@ def _pyplot():
 
 
 def _finish(fig, path):
+    """Save the figure to ``path`` when given, and then close it in pyplot (a script that
+    saves many plots would otherwise keep every figure open); the returned figure can
+    still be saved again or drawn with ``fig.canvas``."""
     if path is not None:
         fig.savefig(os.fspath(path), dpi=100, bbox_inches="tight")
+        _pyplot().close(fig)
     return fig
 
 
@@ -47,7 +51,7 @@ def plot_history(history, metrics=None, *, path=None, figsize=None):
         Quantities to plot (default: "loss" then every other non-``val_`` key except
         "lr").  Each gets its own panel with its ``val_`` twin when present.
     path : str or path, optional
-        Also save the figure there (PNG).
+        Save the figure there (PNG) and close it in pyplot.
     figsize : tuple, optional
 
     Returns
@@ -117,7 +121,7 @@ def plot_weights(model, layer=0, shape=(28, 28), *, max_units=100, ncols=10, pat
         Draw at most this many units.
     ncols : int, default=10
     path : str or path, optional
-        Also save the figure there (PNG).
+        Save the figure there (PNG) and close it in pyplot.
     cmap : str, default="gray"
 
     Returns
@@ -129,6 +133,11 @@ def plot_weights(model, layer=0, shape=(28, 28), *, max_units=100, ncols=10, pat
     if int(np.prod(shape)) != W.shape[0]:
         raise ValueError(f"shape={shape} has {int(np.prod(shape))} pixels but the layer has "
                          f"{W.shape[0]} inputs")
+    if isinstance(max_units, bool) or not isinstance(max_units, (int, np.integer)) \
+            or max_units < 1:
+        raise ValueError(f"max_units={max_units!r} must be an int >= 1")
+    if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
+        raise ValueError(f"ncols={ncols!r} must be an int >= 1")
     n = min(W.shape[1], int(max_units))
     ncols = max(1, min(int(ncols), n))
     nrows = -(-n // ncols)
@@ -175,7 +184,7 @@ def plot_decision_boundary(model, X, y=None, *, ax=None, resolution=200, margin=
     margin : float, default=0.5
         Added around the data's range.
     path : str or path, optional
-        Also save the figure there (PNG).
+        Save the figure there (PNG) and close it in pyplot.
     cmap : str, default="coolwarm"
 
     Returns

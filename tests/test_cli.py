@@ -437,3 +437,14 @@ def test_negative_seed_is_named(iris_csv, capsys):
     status, _, err = run(["train", iris_csv, "--seed", "-1", "-q"], capsys)
     assert status == 2
     assert "argument --seed: expected an integer >= 0" in err
+
+
+def test_demo_options_that_do_not_apply_are_refused(capsys, tmp_path):
+    status, _, err = run(["demo", "--dataset", "digits", "--mnist", tmp_path / "no.npz",
+                          "--no-sklearn", "--epochs", "1", "-q"], capsys)
+    assert status == 2 and "only read with --dataset mnist" in err
+    status, out, err = run(["demo", "--dataset", "digits", "--hidden", "none", "--epochs",
+                            "1", "--batch-size", "5000", "--no-sklearn", "--device", DEVICE,
+                            "-q"], capsys)
+    assert status == 0 and err == ""                 # -q: no batch-size-clipped warning
+    assert "test accuracy" in out

@@ -1041,3 +1041,17 @@ def test_float64_data_beyond_float32_is_named_as_overflow():
     m.compile("sgd", "mse")
     with pytest.raises(ValueError, match="y has values too large for float32"):
         m.fit(_blobs(n=20)[0], np.full(20, 1e300), verbose=0)
+
+
+def test_binary_accuracy_needs_one_output():
+    m = Model([Dense(4, "relu", input_dim=3), Dense(3, "sigmoid")])
+    with pytest.raises(ValueError, match="binary_accuracy.*3 outputs"):
+        m.compile("adam", "binary_crossentropy", metrics=["binary_accuracy"])
+    m.compile("adam", "binary_crossentropy", metrics=["accuracy"])   # argmax rule: allowed
+    one = Model([Dense(4, "relu", input_dim=3), Dense(1, "sigmoid")])
+    one.compile("adam", "binary_crossentropy", metrics=["binary_accuracy"])
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    y = (X[:, 0] > 0).astype(float)
+    one.fit(X, y, epochs=2, verbose=0)
+    want = np.mean((one.predict(X)[:, 0] > 0.5) == (y > 0.5))
+    assert one.evaluate(X, y)["binary_accuracy"] == pytest.approx(want)

@@ -96,3 +96,17 @@ def test_plot_decision_boundary(tmp_path):
         plotting.plot_decision_boundary(m, np.zeros((5, 3)))
     with pytest.raises(TypeError, match="predict"):
         plotting.plot_decision_boundary(object(), X)
+
+
+def test_plots_saved_to_a_path_are_closed_and_weights_build_on_demand(tmp_path):
+    m = Model([Dense(6, "relu", input_dim=16), Dense(3, "softmax")], seed=0)
+    m.compile("sgd", "sparse_categorical_crossentropy")     # not built yet: input_dim known
+    before = len(plt.get_fignums())
+    for i in range(3):
+        plotting.plot_weights(m, shape=(4, 4), path=tmp_path / f"w{i}.png")
+    assert len(plt.get_fignums()) == before                  # saved, then closed
+    fig = plotting.plot_weights(m, shape=(4, 4))             # no path: left open to show
+    assert len(plt.get_fignums()) == before + 1
+    plt.close(fig)
+    with pytest.raises(ValueError, match="max_units=0"):
+        plotting.plot_weights(m, shape=(4, 4), max_units=0)
