@@ -2,7 +2,7 @@
 cross-entropy.
 
 As in the course: 80/20 split, the training rows repeated 20 times, 10 epochs of
-batches of 32.  Validation accuracy reaches about 0.97; then the network names the
+batches of 32.  Validation accuracy reaches 0.97-1.0; then the network names the
 species of a few flowers with its probabilities.
 
 Run:  python examples/01_iris.py

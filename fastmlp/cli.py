@@ -1021,6 +1021,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`fastmlp info --json | head`): stop quietly, with
+        # stdout pointed at devnull so that the flush at exit cannot fail again
+        # (the recipe of Python's signal module documentation)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (CLIError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError,
             TypeError, RuntimeError, ImportError, OSError) as exc:
         if args.traceback:

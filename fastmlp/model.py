@@ -833,7 +833,8 @@ class Model:
                 result[name] = values[kind]
         return result
 
-    def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, verbose=0):
+    def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, verbose=0,
+                 return_dict=True):
         """Loss and metrics on ``(x, y)``, without dropout.
 
         Parameters
@@ -844,21 +845,30 @@ class Model:
         sample_weight : array-like (n_samples,), optional
         verbose : int, default=0
             Print the result when non-zero.
+        return_dict : bool, default=True
+            False returns what Keras returns by default: the loss alone without metrics,
+            else the list ``[loss, metric, ...]`` in compile's order (so that Keras code
+            such as ``loss, acc = model.evaluate(...)`` ports with ``return_dict=False``).
 
         Returns
         -------
-        dict
-            ``{"loss": ..., "<metric>": ...}``.
+        dict, float or list
+            ``{"loss": ..., "<metric>": ...}`` (return_dict=True).
         """
         self._require_compiled("evaluate")
         if batch_size is not None:
             batch_size = _check_int(batch_size, "batch_size", 1)
         X, Y, sw = self._prepare_xy(x, y, sample_weight, "")
         X, Y, sw = self._validate(X, Y, sw, "")
+        if not isinstance(return_dict, (bool, np.bool_)):
+            raise TypeError(f"return_dict must be True or False; got {return_dict!r}")
         result = self._evaluate_arrays(X, Y, sw, self._loss_info.offset(Y, sw), batch_size)
         if verbose:
             print(format_logs(result))
-        return result
+        if return_dict:
+            return result
+        values = [result["loss"]] + [result[m] for m in self.metrics]
+        return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose=0):
         """Outputs of the last layer (probabilities for softmax/sigmoid outputs).

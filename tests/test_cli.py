@@ -448,3 +448,15 @@ def test_demo_options_that_do_not_apply_are_refused(capsys, tmp_path):
                             "-q"], capsys)
     assert status == 0 and err == ""                 # -q: no batch-size-clipped warning
     assert "test accuracy" in out
+
+
+def test_a_closed_stdout_stops_quietly():
+    # `fastmlp info --json | head`: the reader may be gone before the output is written
+    r, w = os.pipe()
+    os.close(r)                     # every write now fails with EPIPE
+    env = dict(os.environ, PYTHONPATH=str(Path(fastmlp.__file__).parent.parent))
+    proc = subprocess.run([sys.executable, "-m", "fastmlp", "info", "--json"], stdout=w,
+                          stderr=subprocess.PIPE, env=env, timeout=120)
+    os.close(w)
+    assert proc.returncode == 1
+    assert b"BrokenPipe" not in proc.stderr and b"Traceback" not in proc.stderr

@@ -1055,3 +1055,14 @@ def test_binary_accuracy_needs_one_output():
     one.fit(X, y, epochs=2, verbose=0)
     want = np.mean((one.predict(X)[:, 0] > 0.5) == (y > 0.5))
     assert one.evaluate(X, y)["binary_accuracy"] == pytest.approx(want)
+
+
+def test_evaluate_return_dict_false_gives_keras_values():
+    X, y = _blobs(n=30)
+    m = _clf("cpu", metrics=("accuracy", "mae"))
+    d = m.evaluate(X, y)
+    assert m.evaluate(X, y, return_dict=False) == [d["loss"], d["accuracy"], d["mae"]]
+    bare = _clf("cpu", metrics=())
+    assert bare.evaluate(X, y, return_dict=False) == bare.evaluate(X, y)["loss"]
+    with pytest.raises(TypeError, match="return_dict"):
+        m.evaluate(X, y, return_dict="no")
