@@ -684,3 +684,22 @@ def test_sample_weights_that_underflow_float32_are_named():
         MLPClassifier(max_iter=2).fit(X, y, sample_weight=np.full(20, 1e-50))
     with pytest.raises(ValueError, match="at least one non-zero"):   # scikit-learn's check
         MLPClassifier(max_iter=2).fit(X, y, sample_weight=np.zeros(20))
+
+
+def test_minibatches_whose_weights_are_all_zero_train_on():
+    # scikit-learn fails on such a batch (ZeroDivisionError: its loss is normalised by the
+    # batch's weight sum); fastmlp normalises it by its row count: no data loss, the
+    # penalty alone, on both engines alike (it had stopped as 'non-finite weights')
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(40, 3), np.arange(40) % 2
+    sw = np.ones(40)
+    sw[:10] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fits = [MLPClassifier(hidden_layer_sizes=(5,), batch_size=5, max_iter=3,
+                              shuffle=False, random_state=0, device=d).fit(
+                                  X, y, sample_weight=sw) for d in ("cpu", "numpy")]
+    assert all(np.isfinite(f.loss_curve_).all() for f in fits)
+    assert_allclose(fits[0].loss_curve_, fits[1].loss_curve_, rtol=1e-12)
+    for a, b in zip(fits[0].coefs_, fits[1].coefs_):
+        assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -18,7 +18,9 @@ Semantics shared by every backend (the NumPy reference is the executable form):
 * Data loss of a batch, with per-row weights ``w`` (1 when not given)::
 
       L_data = scale * sum_i w_i * l_i / norm,
-      norm   = sum_i w_i   (weight_normalization="sum_weights", scikit-learn)
+      norm   = sum_i w_i   (weight_normalization="sum_weights", scikit-learn;
+                            n_batch for a batch whose weights are all 0, which
+                            scikit-learn fails on with ZeroDivisionError)
              = n_batch     (weight_normalization="n_samples",  Keras)
 
   where ``l_i`` is, summed over outputs k:
@@ -62,7 +64,13 @@ Semantics shared by every backend (the NumPy reference is the executable form):
   ``"inverse_time"``: ``lr / (1 + decay_rate * t/decay_steps)``; with ``staircase``
   the ratio ``t/decay_steps`` is floored.  ``set_learning_rate`` replaces ``lr``.
 * Divergence: a batch whose loss is not finite is not applied; the epoch stops
-  there, ``diverged`` becomes True and ``train_epoch`` returns ``nan``.
+  there, ``diverged`` becomes True and ``train_epoch`` returns ``nan``.  Only the loss
+  is checked per batch (a pass over the gradients would cost every step), so an update
+  whose loss was finite can still leave non-finite weights (an overflowing gradient, a
+  float32 loss that is finite in the double the engine sums it in, relu(NaN) = 0): the
+  fronts check the weights: Model.fit after every epoch (with the optimizer state, then
+  restoring the last sound weights), the scikit-learn estimators at the end of fit
+  (raising, as scikit-learn does).
 """
 
 from __future__ import annotations

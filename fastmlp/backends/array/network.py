@@ -284,6 +284,8 @@ class ArrayNetwork(Network):
         w = xp.ones(n, dtype=self.dtype) if sw is None else sw
         if norm is None:
             norm = float(w.sum()) if spec.weight_normalization == "sum_weights" else float(n)
+            if norm <= 0.0:     # every row weighs 0: no data loss, the penalty per row
+                norm = float(n)
         data_loss = spec.loss_scale * float((w * rows).sum()) / norm
         pen_scale = 1.0 / norm if spec.penalty_normalization == "per_sample" else 1.0
         penalty = 0.0

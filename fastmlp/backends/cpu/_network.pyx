@@ -857,6 +857,8 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
             norm = 0.0
             for i in range(b):
                 norm += wb[i]
+            if norm <= 0.0:     # every row weighs 0: no data loss, the penalty per row
+                norm = <double> b
         else:
             norm = <double> b
         if n_shards > 1:
