@@ -67,14 +67,6 @@ def _to_numpy(a):
     return np.asarray(a)
 
 
-def _state_finite(net):
-    """True when the network's weights and optimizer state are all finite (an
-    overflowing squared gradient leaves Adam's second moment at inf, which freezes its
-    weights without making any loss non-finite)."""
-    arrays = [net.get_params()] + list(net.get_optimizer_state()["slots"])
-    return all(bool(np.isfinite(_to_numpy(a)).all()) for a in arrays)
-
-
 def _check_verbose(verbose):
     if isinstance(verbose, str):
         if verbose != "auto":
@@ -677,7 +669,9 @@ class Model:
                         steps_done = self._run_slices(net, epoch, sizer, cl, sigint, offset)
                     loss = net.finish_epoch()
                     self._epochs_run += 1
-                    if net.diverged or not math.isfinite(loss) or not _state_finite(net):
+                    # (the optimizer state too: an overflowing squared gradient leaves
+                    # Adam's second moment at inf, freezing weights with every loss finite)
+                    if net.diverged or not math.isfinite(loss) or not net.state_finite():
                         # The engine checks each batch's loss before that batch's update,
                         # so the epoch's last update is checked here, on the weights. A
                         # first batch whose loss is already non-finite means the weights at

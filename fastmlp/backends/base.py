@@ -412,6 +412,12 @@ class Network(abc.ABC):
     @abc.abstractmethod
     def set_optimizer_state(self, state: dict) -> None: ...
 
+    def state_finite(self) -> bool:
+        """True when the parameters and the optimizer state are all finite (what the
+        per-batch divergence check cannot see; see Divergence above)."""
+        arrays = [self.get_params()] + list(self.get_optimizer_state()["slots"])
+        return all(bool(np.isfinite(np.asarray(a)).all()) for a in arrays)
+
     # ---- training -------------------------------------------------------------------
     @abc.abstractmethod
     def start_epoch(self, X, Y, sample_weight=None, *, batch_size: int,

@@ -148,6 +148,12 @@ class CPUNetwork(Network):
                 "slots": [s.copy() for s in self._engine.slots]}
 
     @_locked
+    def state_finite(self):
+        # in place: no copies of the parameters and slots
+        return bool(np.isfinite(self._engine.params).all()) and \
+            all(bool(np.isfinite(slot).all()) for slot in self._engine.slots)
+
+    @_locked
     def set_optimizer_state(self, state):
         slots = list(state["slots"])
         if len(slots) != len(self._engine.slots):
