@@ -222,6 +222,11 @@ def read_npz(path, *, require_label=True):
         if xk in arrays and (yk in arrays or not require_label):
             X = rows(arrays[xk], xk)
             y = arrays.get(yk)
+            if y is not None and y.ndim == 2 and y.shape[1] == 1:
+                y = y[:, 0]
+            if y is not None and y.ndim != 1:
+                raise CLIError(f"{path}: {yk!r} has shape {y.shape}; the command line takes "
+                               "one label or target per row (a 1-D array)")
             if y is not None and y.shape[0] != X.shape[0]:
                 raise CLIError(f"{path}: {yk!r} has {y.shape[0]} rows; {xk!r} has "
                                f"{X.shape[0]}")

@@ -460,3 +460,14 @@ def test_a_closed_stdout_stops_quietly():
     os.close(w)
     assert proc.returncode == 1
     assert b"BrokenPipe" not in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_npz_labels_must_be_one_column(tmp_path, capsys):
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    np.savez(tmp_path / "two.npz", X=X, y=np.zeros((30, 2)))
+    status, _, err = run(["train", tmp_path / "two.npz", "-q", "--epochs", "1"], capsys)
+    assert status == 2 and "'y' has shape (30, 2)" in err and "1-D" in err
+    np.savez(tmp_path / "col.npz", X=X, y=(X[:, :1] > 0).astype(int))   # (n, 1) is fine
+    status, _, err = run(["train", tmp_path / "col.npz", "-q", "--epochs", "1", "--device",
+                          DEVICE, "-o", tmp_path / "m.npz"], capsys)
+    assert status == 0, err
