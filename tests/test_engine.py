@@ -548,3 +548,31 @@ def test_prediction_split_over_threads_matches_reference(rng):
         outs.append(net.forward(X))
     np.testing.assert_allclose(outs[0], outs[2], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(outs[1], outs[2], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("sizes, rows", [((4, 10, 10, 3), 32),      # the fused tiny pass
+                                         ((20, 12, 3), 300),        # narrow (small) kernels
+                                         ((30, 200, 3), 40),        # direct kernels
+                                         ((30, 200, 3), 600)])      # BLAS
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_passes_nan_on(sizes, rows, dtype):
+    # relu(NaN) is NaN (np.maximum(z, 0)): a NaN weight must reach the loss, where the
+    # divergence check sees it, on every kernel path (the engine had returned 0 for it)
+    spec = NetworkSpec(sizes, ("relu",) * (len(sizes) - 2) + ("softmax",),
+                       loss="categorical_crossentropy", dtype=dtype)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(rows, sizes[0]))
+    Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], rows)]
+    params = init_params(spec, seed=0)
+    params[0] = np.nan                   # W[0, 0] of the first layer
+    for device in ("cpu", "numpy"):
+        for n_threads in (1, 2):
+            net = make_network(spec, OptimizerSpec("sgd", 0.1), device=device,
+                               n_threads=n_threads)
+            net.set_params(params)
+            with np.errstate(invalid="ignore"):
+                out = net.forward(X)
+                assert np.isnan(out).all(axis=1).any(), (device, n_threads)
+                assert np.isnan(net.compute_loss(X, Y))
+                Xc, Yc, _ = validate_training_data(spec, X, Y)
+                assert np.isnan(net.train_epoch(Xc, Yc, batch_size=rows)) and net.diverged
