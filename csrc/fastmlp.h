@@ -1,11 +1,14 @@
 /*
- * fastmlp.h -- the elementwise kernels of fastmlp, in plain C99 (no Python, no numpy).
+ * fastmlp.h -- the C kernels of fastmlp, in plain C99 (no Python, no numpy): elementwise
+ * activations, losses and optimizer updates, small and direct (unpacked) GEMMs, the
+ * fused pass of tiny networks, the gather of shuffled rows and the dropout RNG.
  *
- * Layering: scalar C kernels here -> Cython engine (fastmlp/backends/cpu/_network.pyx)
- * which runs a whole epoch without the GIL and calls BLAS for the matrix products
+ * Layering: C kernels here -> Cython engine (fastmlp/backends/cpu/_network.pyx), which
+ * runs a whole epoch without the GIL and calls BLAS for the larger matrix products
  * -> thin Python fronts.
  *
- * Every kernel exists for float (suffix _f32) and double (_f64): the prototypes are
+ * Kernels exist for float (suffix _f32) and double (_f64) (fm_tiny_softmax_f32 is
+ * float only): the prototypes are
  * written once in fastmlp_kernels.inc with REAL and FM(name), and instantiated twice
  * below.  All matrices are row-major and contiguous; shapes are given as
  * (rows, cols) in the comments: B = rows of a batch, n = units of a layer,

@@ -3,16 +3,12 @@
 
 #define REAL float
 #define FM(name) name##_f32
-#define REAL_EPS FLT_EPSILON
 #include "gather_impl.inc"
 #undef REAL
 #undef FM
-#undef REAL_EPS
 
 #define REAL double
 #define FM(name) name##_f64
-#define REAL_EPS DBL_EPSILON
 #include "gather_impl.inc"
 #undef REAL
 #undef FM
-#undef REAL_EPS

@@ -4,19 +4,15 @@
 #define REAL float
 #define REAL_INT int32_t
 #define FM(name) name##_f32
-#define REAL_EPS FLT_EPSILON
 #include "gemm_small_impl.inc"
 #undef REAL
 #undef REAL_INT
 #undef FM
-#undef REAL_EPS
 
 #define REAL double
 #define REAL_INT int64_t
 #define FM(name) name##_f64
-#define REAL_EPS DBL_EPSILON
 #include "gemm_small_impl.inc"
 #undef REAL
 #undef REAL_INT
 #undef FM
-#undef REAL_EPS

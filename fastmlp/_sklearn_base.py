@@ -70,7 +70,8 @@ NONFINITE_WEIGHTS_MSG = (
     " contain large values and need to be preprocessed."
 )
 
-#: rows of a sparse matrix densified at once when predicting (bounded memory)
+#: elements (rows x features) of a sparse matrix densified at once when predicting
+#: (bounded memory)
 _SPARSE_PREDICT_ELEMENTS = 1 << 22
 
 
@@ -99,8 +100,9 @@ class _BaseMLP(BaseEstimator):
     """Base class of fastmlp's MLPClassifier and MLPRegressor (not public).
 
     Subclasses define ``__init__`` (scikit-learn's signature plus keyword-only
-    extras), ``_validate_input``, ``_output_layer``, ``_score_function``,
-    ``_predictions_from_outputs`` and ``_validation_targets``.
+    extras), ``_validate_input``, ``_output_layer``, ``_out_activation_name``,
+    ``_score_function``, ``_scoring_targets``, ``_predictions_from_outputs`` and
+    ``_validation_targets``.
     """
 
     _parameter_constraints: dict = {

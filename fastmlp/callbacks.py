@@ -584,11 +584,9 @@ class ProgressBar(Callback):
         super().__init__()
         self.file = file
         self._bar = None
-        self._t0 = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         from tqdm.auto import tqdm
-        self._t0 = time.perf_counter()
         self._bar = tqdm(total=self.params.get("steps"), unit="step",
                          desc=f"Epoch {epoch + 1}/{self.params.get('epochs')}",
                          file=self.file if self.file is not None else sys.stdout,

@@ -299,8 +299,6 @@ def load_data(source, label_column=None, *, require_label=True):
 
 
 # ================================================================ model + metadata
-#: key under which the command keeps its own metadata in the model's config
-_META_KEY = "fastmlp_cli"
 
 
 def _fold_standardization(model, mean, scale):

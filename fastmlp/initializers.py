@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
-                "lecun_uniform", "lecun_normal", "zeros", "sklearn")
+                "lecun_uniform", "lecun_normal", "zeros")
 
 
 def _check_random_state(seed):

@@ -16,7 +16,7 @@ from .initializers import INITIALIZERS
 __all__ = ["Layer", "Dense", "get"]
 
 #: kernel initialisers a Dense layer accepts (biases always start at zero)
-KERNEL_INITIALIZERS = tuple(i for i in INITIALIZERS if i != "sklearn")
+KERNEL_INITIALIZERS = INITIALIZERS
 
 
 def _check_int(value, name, minimum):

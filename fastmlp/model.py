@@ -169,7 +169,8 @@ class Model:
         Where the engine runs ("auto": the GPU when CuPy can use one, else "cpu");
         None picks the default device ("cpu", or ``$FASTMLP_DEVICE`` when set).
     n_threads : int, optional
-        Threads of the CPU engine (None: all CPUs this process may use).
+        Threads of the CPU engine (None: ``fastmlp.set_num_threads``' value when set,
+        else ``$OMP_NUM_THREADS``, else the CPUs this process may use).
     name : str, optional
         Shown by :meth:`summary` (default "sequential").
 
@@ -583,8 +584,10 @@ class Model:
 
         Notes
         -----
-        A loss that becomes NaN/inf stops training with a warning and restores the
-        weights of the start of that epoch.  Ctrl-C stops training at the next slice
+        A loss, weights or optimizer state that become NaN/inf stop training with a
+        warning and restore the weights at the start of the last epoch that began from
+        sound ones (that epoch, or the one before when its first batch already failed).
+        Ctrl-C stops training at the next slice
         boundary (well under a second), leaving a usable model, with a warning.
         """
         self._require_compiled("fit")
@@ -835,7 +838,9 @@ class Model:
         ----------
         x, y : array-like
         batch_size : int, optional
-            Rows per engine call (only affects memory and speed).
+            Rows per engine call on the array backends (numpy, cuda; only affects
+            memory and speed); the CPU engine works through its own workspace in
+            chunks of up to 4,096 rows whatever is given.
         sample_weight : array-like (n_samples,), optional
         verbose : int, default=0
             Print the result when non-zero.
@@ -871,7 +876,9 @@ class Model:
         ----------
         x : array-like (n_samples, n_features)
         batch_size : int, optional
-            Rows per engine call (only affects memory and speed).
+            Rows per engine call on the array backends (numpy, cuda; only affects
+            memory and speed); the CPU engine works through its own workspace in
+            chunks of up to 4,096 rows whatever is given.
         verbose : int, default=0
             Ignored (accepted for Keras code).
 

@@ -471,6 +471,8 @@ class Adam(Optimizer):
     beta_1 : float, default=0.9
     beta_2 : float, default=0.999
     epsilon : float, default=1e-7
+    amsgrad : bool, default=False
+        Only False is supported (accepted so that Keras code runs unchanged).
     global_clipnorm, clipnorm : float, optional
     """
 

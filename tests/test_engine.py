@@ -576,3 +576,72 @@ def test_relu_passes_nan_on(sizes, rows, dtype):
                 assert np.isnan(net.compute_loss(X, Y))
                 Xc, Yc, _ = validate_training_data(spec, X, Y)
                 assert np.isnan(net.train_epoch(Xc, Yc, batch_size=rows)) and net.diverged
+
+
+def test_all_zero_weights_are_normalised_by_the_row_count(device, rng):
+    # weight_normalization="sum_weights" (scikit-learn's): a batch whose weights sum to 0
+    # has no data loss and the penalty per row, in training and in full-batch calls alike
+    spec, X, y = _classification(rng, n=12)
+    Y = np.eye(spec.n_outputs)[y]
+    net = make_network(spec, OptimizerSpec("sgd", 0.1), device=device)
+    net.set_params(init_params(spec, seed=0))
+    zero = np.zeros(len(X))
+    loss, grad = net.loss_and_grad(X, Y, zero)
+    assert np.isfinite(loss) and np.isfinite(grad).all()
+    assert loss == pytest.approx(net.compute_loss(X, Y, zero))
+    assert net.compute_loss(X, Y, zero, include_penalty=False) == 0.0
+    ones_loss, _ = net.loss_and_grad(X, Y, np.ones(len(X)))
+    assert 0 < loss < ones_loss          # the penalty alone
+
+
+@pytest.mark.parametrize("switches", [
+    {"small": 0},                              # every product through BLAS
+    {"small": 1 << 40},                        # every product through the small kernels
+    {"shard_min": 0, "rule": (256, 1)},        # a short batch of a wide net split anyway
+], ids=["no-small-kernels", "all-small-kernels", "forced-split"])
+def test_path_switches_keep_the_reference_results(switches, rng):
+    # the tuning switches used by benchmarks (set_small_gemm_work, set_shard_min_work,
+    # set_shard_rule) move work between kernels; the results must stay the reference's
+    setters = {"small": _network.set_small_gemm_work,
+               "shard_min": _network.set_shard_min_work,
+               "rule": lambda pair: _network.set_shard_rule(*pair)}
+    spec = NetworkSpec((20, 300, 3), ("relu", "softmax"), loss="categorical_crossentropy",
+                       l2=1e-3)
+    X, y = rng.normal(size=(256, 20)), rng.integers(0, 3, 256)
+    results = []
+    with contextlib.ExitStack() as stack:
+        for key, value in switches.items():
+            stack.enter_context(engine_switch(setters[key], value))
+        for device, threads in (("cpu", 2), ("numpy", 1)):
+            net = make_network(spec, OptimizerSpec("adam", 1e-2), device=device,
+                               n_threads=threads)
+            if device == "cpu":
+                assert net._engine.will_shard(64) == ("rule" in switches)
+            net.set_params(init_params(spec, seed=0))
+            Xc, Yc, _ = validate_training_data(spec, X, y)
+            loss = net.train_epoch(Xc, Yc, batch_size=64, shuffle=True, seed=1)
+            results.append((loss, net.get_params(), net.forward(X)))
+    (l1, p1, o1), (l2, p2, o2) = results
+    assert l1 == pytest.approx(l2, rel=1e-11)
+    np.testing.assert_allclose(p1, p2, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(o1, o2, rtol=1e-10, atol=1e-12)
+
+
+def test_workspace_grows_with_the_batch_and_threads_can_change(rng):
+    spec = NetworkSpec((30, 64, 4), ("relu", "softmax"), loss="categorical_crossentropy")
+    X, y = rng.normal(size=(600, 30)), rng.integers(0, 4, 600)
+    net = make_network(spec, OptimizerSpec("sgd", 0.1), n_threads=1)
+    net.set_params(init_params(spec, seed=0))
+    Xc, Yc, _ = validate_training_data(spec, X, y)
+    net.train_epoch(Xc, Yc, batch_size=32)
+    small = net.workspace_nbytes
+    assert net._engine.workspace_rows == 32 and small > 32 * (30 + 64 + 4) * 8
+    net.train_epoch(Xc, Yc, batch_size=512)
+    assert net._engine.workspace_rows == 512 and net.workspace_nbytes > 8 * small
+    net.n_threads = 2
+    assert net.n_threads == 2 and net._engine.n_threads == 2
+    ref = make_network(spec, OptimizerSpec("sgd", 0.1), device="numpy")
+    ref.set_params(net.get_params())
+    for n in (net, ref):
+        n.train_epoch(Xc, Yc, batch_size=300)
+    np.testing.assert_allclose(net.get_params(), ref.get_params(), rtol=1e-10, atol=1e-12)

@@ -1,11 +1,12 @@
 """The C activation kernels: fast vs naive twin vs the NumPy reference, for every
-activation x dtype x n_threads, on shapes large enough to use the threads."""
+activation x dtype x n_threads, on a small shape, a medium one and one large enough for
+the elementwise loops to go parallel (FM_PARALLEL_MIN_ELEMENTS, 2**20, in
+csrc/fm_internal.h)."""
 import numpy as np
 import pytest
 
 from fastmlp.backends import ACTIVATIONS
 from fastmlp.backends.array.network import activation_backward, activation_forward
-from fastmlp.backends.cpu import openmp_enabled
 from fastmlp.backends.cpu._network import kernel_act_backward, kernel_bias_act_forward
 
 TOL = {np.float32: 2e-6, np.float64: 1e-13}
@@ -14,7 +15,7 @@ TOL = {np.float32: 2e-6, np.float64: 1e-13}
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("n_threads", [1, 2])
-@pytest.mark.parametrize("shape", [(3, 5), (300, 257)])
+@pytest.mark.parametrize("shape", [(3, 5), (300, 257), (1100, 1000)])
 def test_activation_kernels(dtype, act, n_threads, shape, rng):
     Z = (rng.normal(size=shape) * 3).astype(dtype)
     Z[0, 0] = 0.0  # the kink of relu-like activations
@@ -50,6 +51,3 @@ def test_sigmoid_and_softmax_do_not_overflow():
     sm = kernel_bias_act_forward(Z, None, "softmax")
     assert np.all(np.isfinite(sm)) and np.isclose(sm.sum(), 1.0)
 
-
-def test_openmp_flag_is_boolean():
-    assert openmp_enabled() in (True, False)

@@ -5,27 +5,15 @@ fastmlp's extras, early stopping).  max_iter is kept small so the suite stays qu
 ConvergenceWarning is therefore silenced.
 """
 
-import importlib
-
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmlp import MLPClassifier, MLPRegressor
 
 
-def _cpu_engine_available():
-    # TEMP-until-cpu-engine: the compiled CPU engine is being written; until
-    # fastmlp.backends.cpu imports, the checks run on the NumPy reference engine only.
-    try:
-        importlib.import_module("fastmlp.backends.cpu").CPUNetwork  # noqa: B018
-    except (ImportError, AttributeError):
-        return False
-    return True
-
-
 # Every configuration runs on the default engine ("cpu"); the NumPy reference engine
 # gets the two default configurations as well.
-MAIN_DEVICE = "cpu" if _cpu_engine_available() else "numpy"  # TEMP-until-cpu-engine
+MAIN_DEVICE = "cpu"
 
 # Checks that fail for a reason that is part of the configuration's contract, not a
 # bug.  Each entry says why; scikit-learn's own MLP fails the same ones in the same

@@ -46,6 +46,7 @@ HAS_CUPY = cupy is not None
 
 
 def default_device() -> str:
+    """The device that ``device=None`` picks: ``$FASTMLP_DEVICE`` when set, else "cpu"."""
     dev = os.environ.get("FASTMLP_DEVICE", "").strip().lower()
     return dev or "cpu"
 

@@ -215,10 +215,12 @@ class NetworkSpec:
 
     @property
     def n_features(self) -> int:
+        """Width of the input (the first layer's fan-in)."""
         return self.layer_sizes[0]
 
     @property
     def n_outputs(self) -> int:
+        """Units of the output layer."""
         return self.layer_sizes[-1]
 
     def layer_offsets(self):
@@ -237,10 +239,12 @@ class NetworkSpec:
 
     @property
     def n_params(self) -> int:
+        """Length of the flat parameter buffer (every W and b)."""
         w_off, b_off, fi, fo = self.layer_offsets()[-1]
         return (b_off + fo) if b_off is not None else (w_off + fi * fo)
 
     def with_changes(self, **kw) -> "NetworkSpec":
+        """A copy with the given fields replaced (validated again)."""
         return replace(self, **kw)
 
 
@@ -309,6 +313,7 @@ class OptimizerSpec:
         return self.learning_rate / (1.0 + self.decay_rate * ratio)
 
     def with_changes(self, **kw) -> "OptimizerSpec":
+        """A copy with the given fields replaced (validated again)."""
         return replace(self, **kw)
 
 
@@ -410,7 +415,9 @@ class Network(abc.ABC):
         """``{"step": int, "slots": [ndarray (n_params,), ...]}`` (copies)."""
 
     @abc.abstractmethod
-    def set_optimizer_state(self, state: dict) -> None: ...
+    def set_optimizer_state(self, state: dict) -> None:
+        """Restore a state from :meth:`get_optimizer_state`; ValueError when its slot
+        count or lengths do not fit this optimizer."""
 
     def state_finite(self) -> bool:
         """True when the parameters and the optimizer state are all finite (what the

@@ -38,11 +38,3 @@ class CupyNetwork(ArrayNetwork):
         host = isinstance(X, np.ndarray)
         out = super().forward(cupy.asarray(X), batch_size)
         return cupy.asnumpy(out) if host else out
-
-    def to_cpu(self):
-        """A copy of this network on the CPU engine (same weights and optimizer state)."""
-        from ..cpu import CPUNetwork
-        net = CPUNetwork(self.spec, self.optimizer, n_threads=self.n_threads)
-        net.set_params(self.get_params())
-        net.set_optimizer_state(self.get_optimizer_state())
-        return net

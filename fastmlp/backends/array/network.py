@@ -253,11 +253,10 @@ class ArrayNetwork(Network):
             w -= lr * grad / xp.sqrt(a + opt.epsilon)
 
     # ---- one batch -------------------------------------------------------------------
-    def _batch(self, X, Y, sw, *, training, step=0, seed=0, want_grad=True, norm=None):
+    def _batch(self, X, Y, sw, *, training, step=0, seed=0, want_grad=True):
         """Forward (+ backward) on one batch.
 
-        Returns ``(data_loss, penalty, grad or None, P)``; ``norm`` overrides the
-        weight normalisation (used when a full batch is split in chunks).
+        Returns ``(data_loss, penalty, grad or None, P)``.
         """
         xp, spec = self.xp, self.spec
         n = X.shape[0]
@@ -282,10 +281,9 @@ class ArrayNetwork(Network):
         P = As[-1]
         rows, delta = loss_rows_and_delta(xp, spec.loss, spec.activations[-1], Zs[-1], P, Y)
         w = xp.ones(n, dtype=self.dtype) if sw is None else sw
-        if norm is None:
-            norm = float(w.sum()) if spec.weight_normalization == "sum_weights" else float(n)
-            if norm <= 0.0:     # every row weighs 0: no data loss, the penalty per row
-                norm = float(n)
+        norm = float(w.sum()) if spec.weight_normalization == "sum_weights" else float(n)
+        if norm <= 0.0:     # every row weighs 0: no data loss, the penalty per row
+            norm = float(n)
         data_loss = spec.loss_scale * float((w * rows).sum()) / norm
         pen_scale = 1.0 / norm if spec.penalty_normalization == "per_sample" else 1.0
         penalty = 0.0

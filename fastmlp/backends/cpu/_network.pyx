@@ -939,6 +939,8 @@ cdef double full_batch_impl(NetC *s, const floating *X, const floating *Y,
     if sw != NULL and s.norm_by_weights:
         for i in range(n):
             norm += sw[i]
+        if norm <= 0.0:     # every row weighs 0 (as in run_steps_impl)
+            norm = <double> n
     else:
         norm = <double> n
     lo = 0
