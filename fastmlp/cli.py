@@ -753,12 +753,18 @@ def collect_info():
     import fastmlp
     from . import backends
     from ._threads import available_cpus, get_num_threads
+    try:
+        backends.resolve_device(None)
+        device_problem = None
+    except (ValueError, RuntimeError) as exc:     # e.g. FASTMLP_DEVICE=bogus
+        device_problem = str(exc)
     info = {
         "fastmlp": fastmlp.__version__,
         "python": f"{platform.python_version()} ({platform.python_implementation()})",
         "platform": platform.platform(),
         "numpy": np.__version__, "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
         "default_device": backends.default_device(),
+        "default_device_error": device_problem,
         "threads": {"default_n_threads": get_num_threads(),
                     "available_cpus": available_cpus(),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
@@ -823,7 +829,9 @@ def cmd_info(args):
         f"fastmlp {info['fastmlp']}",
         f"python {info['python']} on {info['platform']}",
         f"numpy {info['numpy']}, scipy {info['scipy']}, scikit-learn {info['scikit-learn']}",
-        f"default device: {info['default_device']}",
+        f"default device: {info['default_device']}"
+        + (f" (unusable, from $FASTMLP_DEVICE: {info['default_device_error']})"
+           if info.get("default_device_error") else ""),
         f"CPU engine: {info['cpu_engine']}",
         f"OpenMP: {info['openmp']}",
         f"direct GEMM kernels: {info['direct_kernels']}",

@@ -471,3 +471,12 @@ def test_npz_labels_must_be_one_column(tmp_path, capsys):
     status, _, err = run(["train", tmp_path / "col.npz", "-q", "--epochs", "1", "--device",
                           DEVICE, "-o", tmp_path / "m.npz"], capsys)
     assert status == 0, err
+
+
+def test_info_flags_an_unusable_fastmlp_device(monkeypatch, capsys):
+    monkeypatch.setenv("FASTMLP_DEVICE", "bogus")
+    status, out, _ = run(["info"], capsys)
+    assert status == 0 and "default device: bogus (unusable, from $FASTMLP_DEVICE" in out
+    monkeypatch.delenv("FASTMLP_DEVICE")
+    status, out, _ = run(["info", "--json"], capsys)
+    assert json.loads(out)["default_device_error"] is None
