@@ -216,19 +216,14 @@ class Model:
         if dt not in (np.float32, np.float64):
             raise ValueError(f"dtype={dtype!r}: expected 'float32' or 'float64'")
         self.dtype = str(dt)
-        if device is not None:
-            resolve_device(device)      # validates the name now (ValueError/RuntimeError)
-        self.device = device
-        if n_threads is not None:
-            from ._threads import resolve_n_threads
-            resolve_n_threads(n_threads)
+        self._network = None
+        self.device = device            # validated by the properties below
         self.n_threads = n_threads
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string; got {name!r}")
         self.name = name or "sequential"
         self._layers = []
         self._input_dim = None
-        self._network = None
         self.optimizer = None
         self.loss = None
         self.metrics = []
@@ -389,6 +384,44 @@ class Model:
         net.set_params(init_params(spec, [l.kernel_initializer for l in self._layers],
                                    seed=self._seed))
         self._attach(net, input_dim)
+
+    @property
+    def device(self):
+        """Where the engine runs (see the class docstring).  Setting it on a built model
+        moves the model there at once, with its weights and optimizer state."""
+        return self._device
+
+    @device.setter
+    def device(self, value):
+        if value is not None:
+            resolve_device(value)       # validates the name now (ValueError/RuntimeError)
+        self._device = value
+        self._move_network()
+
+    @property
+    def n_threads(self):
+        """Threads of the CPU engine (see the class docstring).  Setting it on a built
+        model applies at once, keeping the weights and optimizer state."""
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, value):
+        if value is not None:
+            from ._threads import resolve_n_threads
+            resolve_n_threads(value)    # validates now
+        self._n_threads = value
+        self._move_network()
+
+    def _move_network(self):
+        """Rebuild a built model's engine for the current device and thread count."""
+        old = getattr(self, "_network", None)
+        if old is None:
+            return
+        net = make_network(old.spec, old.optimizer, device=self.device,
+                           n_threads=self.n_threads)
+        net.set_params(_to_numpy(old.get_params()))
+        net.set_optimizer_state(old.get_optimizer_state())
+        self._attach(net, self._input_dim)
 
     def _attach(self, net, input_dim):
         self._network = net
@@ -655,6 +688,7 @@ class Model:
         interrupted = None     # (epoch, steps_done) when Ctrl-C stopped training
         diverged = None        # (epoch whose loss or weights became non-finite, epoch restored)
         previous = None        # the snapshot taken at the start of the previous epoch
+        last_logs = {}         # the last epoch's logs, for on_train_end (as Keras)
         with _SigintCatcher() as sigint:
             cl.on_train_begin({})
             epoch = initial_epoch
@@ -670,6 +704,7 @@ class Model:
                                     track_metrics=True)
                     with np.errstate(over="ignore", invalid="ignore"):  # fit reports it
                         steps_done = self._run_slices(net, epoch, sizer, cl, sigint, offset)
+                    done, total = net.epoch_progress
                     loss = net.finish_epoch()
                     self._epochs_run += 1
                     # (the optimizer state too: an overflowing squared gradient leaves
@@ -689,11 +724,13 @@ class Model:
                         cl.on_epoch_end(epoch, self._diverged_logs(val is not None))
                         break
                     previous = snapshot
-                    if sigint.caught:
+                    if sigint.caught and done < total:
                         interrupted = (epoch, steps_done)
                         break
+                    # (an epoch whose steps all ran before Ctrl-C is logged as complete)
                     logs = self._epoch_logs(net, loss - offset, val)
                     cl.on_epoch_end(epoch, logs)
+                    last_logs = logs
                     if sigint.caught:
                         interrupted = (epoch, None)
                         break
@@ -704,7 +741,7 @@ class Model:
                 except Exception:  # pragma: no cover - nothing started
                     pass
                 interrupted = (epoch, -(-done // batch_size))
-            cl.on_train_end({})
+            cl.on_train_end(dict(last_logs))
         if diverged is not None:
             ep, restored = diverged
             warnings.warn(
@@ -718,8 +755,9 @@ class Model:
             where = f"after epoch {ep + 1}" if st is None else \
                 f"during epoch {ep + 1} after {st}/{steps} steps"
             warnings.warn(f"fit was interrupted (Ctrl-C) {where}; the model keeps the "
-                          "weights reached so far and can be used or trained further.",
-                          UserWarning, stacklevel=2)
+                          "weights reached so far (unless a callback such as EarlyStopping("
+                          "restore_best_weights=True) restored others at the end of training) "
+                          "and can be used or trained further.", UserWarning, stacklevel=2)
         return history
 
     def _apply_epoch_schedule(self, epoch):
@@ -1003,21 +1041,27 @@ class Model:
 
     # ---- configuration -------------------------------------------------------------------
     def get_config(self) -> dict:
-        """JSON-serialisable description of the architecture and settings."""
+        """JSON-serialisable description of the architecture and settings (with the
+        input width once built, as Keras keeps the built input shape)."""
         return {"name": self.name, "seed": self.seed, "dtype": self.dtype,
                 "device": self.device, "n_threads": self.n_threads,
+                "input_dim": self._input_dim,
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
                            for l in self._layers]}
 
     @classmethod
     def from_config(cls, config, **overrides):
-        """Build an (unbuilt, uncompiled) model from :meth:`get_config`'s output;
-        ``overrides`` replace settings such as ``device``."""
+        """A model from :meth:`get_config`'s output: uncompiled, with fresh weights, and
+        built when the config has an input width; ``overrides`` replace settings such as
+        ``device``."""
         layers = [_get_layer_class(item["class_name"]).from_config(item["config"])
                   for item in config["layers"]]
         kwargs = {k: config.get(k) for k in ("seed", "dtype", "device", "n_threads", "name")}
         kwargs.update(overrides)
-        return cls(layers, **kwargs)
+        model = cls(layers, **kwargs)
+        if config.get("input_dim") is not None:
+            model.build(int(config["input_dim"]))
+        return model
 
     @classmethod
     def from_spec(cls, spec, **model_kwargs):
@@ -1093,7 +1137,8 @@ class Model:
 
     def save(self, filepath):
         """Save architecture, weights, compile settings and optimizer state to ONE
-        ``.npz`` file (``.npz`` is appended when the name has no extension).
+        ``.npz`` file (``.npz`` is appended when the name does not end in it, as
+        ``numpy.savez`` does: ``"ckpt-0.663"`` becomes ``"ckpt-0.663.npz"``).
 
         The write is atomic: a temporary file in the same folder is renamed over the
         target, so a failed save never destroys a previous file.
@@ -1182,8 +1227,9 @@ def _target_path(filepath):
 
 
 def _with_suffix(path):
-    """``path`` with ``.npz`` added when it has no extension."""
-    return path + ".npz" if not os.path.splitext(path)[1] else path
+    """``path`` with ``.npz`` added unless it ends in ``.npz`` (as numpy.savez: a
+    name such as "ckpt-0.663" or "model-v1.2" has no extension, only a dot)."""
+    return path if path.lower().endswith(".npz") else path + ".npz"
 
 
 def _new_file_mode(path):
@@ -1313,7 +1359,9 @@ def load_model(filepath, *, device=None, n_threads=None, compile=True):
         if n_threads is not None:
             overrides["n_threads"] = n_threads
         try:
-            model = Model.from_config(config["model"], **overrides)
+            # built below, from the stored weights (compile first)
+            model = Model.from_config({k: v for k, v in config["model"].items()
+                                       if k != "input_dim"}, **overrides)
         except RuntimeError as exc:     # e.g. saved on a GPU, loaded where there is none
             raise RuntimeError(f"{exc}; load it elsewhere with "
                                f"load_model({path!r}, device='cpu')") from None

@@ -1066,3 +1066,60 @@ def test_evaluate_return_dict_false_gives_keras_values():
     assert bare.evaluate(X, y, return_dict=False) == bare.evaluate(X, y)["loss"]
     with pytest.raises(TypeError, match="return_dict"):
         m.evaluate(X, y, return_dict="no")
+
+
+def test_ctrl_c_in_an_epochs_last_slice_keeps_that_epoch():
+    # the slice that was running when Ctrl-C came finished the epoch: it is logged as a
+    # complete epoch (history, callbacks), and on_train_end gets its logs (as Keras)
+    X, y = _blobs(n=400)
+    m = _clf("cpu")
+    m.build()
+    m._network = _InterruptingNetwork(m.network, at=2, how="signal")   # 1 step, then 1
+    ends = []
+    cb = LambdaCallback(on_train_end=lambda logs: ends.append(logs))
+    with pytest.warns(UserWarning, match="interrupted.*after epoch 1;"):
+        h = m.fit(X, y, epochs=5, batch_size=200, verbose=0, callbacks=[cb])
+    m._network = m._network._net
+    assert len(h.history["loss"]) == 1 and m.optimizer.iterations == 2
+    assert ends == [{k: v[-1] for k, v in h.history.items()}]
+
+
+def test_on_train_end_gets_the_last_epochs_logs():
+    X, y = _blobs(n=60)
+    m = _clf("cpu")
+    ends = []
+    h = m.fit(X, y, epochs=3, verbose=0, validation_split=0.2,
+              callbacks=[LambdaCallback(on_train_end=lambda logs: ends.append(logs))])
+    assert ends == [{k: v[-1] for k, v in h.history.items()}]
+
+
+def test_config_keeps_the_built_input_width():
+    X, y = _blobs(n=40)
+    m = Model([Dense(8, "relu"), Dense(3, "softmax")], seed=0)
+    m.compile("adam", "sparse_categorical_crossentropy")
+    m.fit(X, y, verbose=0)
+    m2 = Model.from_config(m.get_config())
+    assert m2.built and m2.input_dim == 4 and m2.count_params() == m.count_params()
+    assert m2.get_config() == m.get_config()
+    assert not Model.from_config(Model([Dense(3)]).get_config()).built
+
+
+def test_setting_device_or_threads_moves_a_built_model():
+    X, y = _blobs(n=80)
+    m = _clf("cpu")
+    m.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    ref = _clf("cpu")
+    ref.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    m.device, m.n_threads = "numpy", 1           # applies at once, weights and state kept
+    assert type(m.network).__name__ == "NumpyNetwork" and m.get_config()["device"] == "numpy"
+    assert _weights_equal(m.get_weights(), ref.get_weights())
+    m.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    ref.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    for a, b in zip(m.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert m.optimizer.iterations == ref.optimizer.iterations == 15
+    with pytest.raises(ValueError, match="device='bogus'"):
+        m.device = "bogus"
+    with pytest.raises(ValueError, match="n_threads"):
+        m.n_threads = 0
+    assert m.device == "numpy" and m.n_threads == 1

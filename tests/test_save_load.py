@@ -342,3 +342,14 @@ def test_save_to_a_folder_is_refused_clearly(tmp_path):
     assert os.listdir(tmp_path / "models") == [] and not (tmp_path / "models.npz").exists()
     with pytest.raises(ValueError, match="is a folder"):
         fastmlp.load_model(tmp_path / "models")
+
+
+def test_npz_is_added_to_names_with_dots(tmp_path):
+    # as numpy.savez: "ckpt-0.663" (a ModelCheckpoint name with a formatted loss) or
+    # "model-v1.2" have a dot, not an extension
+    m = _trained("cpu")
+    for name in ("ckpt-0.663", "model-v1.2", "model.NPZ"):
+        path = m.save(tmp_path / name)
+        assert path.lower().endswith(".npz") and os.path.exists(path)
+        assert fastmlp.load_model(tmp_path / name).get_config() == m.get_config()
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-0.663.npz", "model-v1.2.npz", "model.NPZ"]
