@@ -645,3 +645,22 @@ def test_workspace_grows_with_the_batch_and_threads_can_change(rng):
     for n in (net, ref):
         n.train_epoch(Xc, Yc, batch_size=300)
     np.testing.assert_allclose(net.get_params(), ref.get_params(), rtol=1e-10, atol=1e-12)
+
+
+def test_a_dropped_inf_activation_is_nan_as_in_the_reference():
+    # inverted dropout multiplies by the mask: a dropped inf gives NaN (inf * 0), the
+    # batch's loss is NaN and its update is refused on both engines (the CPU engine had
+    # written 0, kept a finite loss and applied a NaN gradient)
+    spec = NetworkSpec((1, 2, 1), ("exp", "identity"), dropout=(0.5, 0.0), use_bias=False)
+    X, Y = np.array([[800.0]]), np.array([[0.0]])
+    params = np.array([1.0, 0.0, 1.0, 1.0])     # unit 0: exp(800) = inf, unit 1: exp(0)
+    for seed in range(20):
+        got = []
+        for device in ("cpu", "numpy"):
+            net = make_network(spec, OptimizerSpec("sgd", 0.01), device=device)
+            net.set_params(params)
+            Xc, Yc, _ = validate_training_data(spec, X, Y)
+            with np.errstate(all="ignore"):
+                net.train_epoch(Xc, Yc, batch_size=1, seed=seed)
+            got.append((net.diverged, np.isfinite(net.get_params()).all()))
+        assert got[0] == got[1] == (True, True), seed   # refused, weights untouched

@@ -67,7 +67,7 @@ Semantics shared by every backend (the NumPy reference is the executable form):
   there, ``diverged`` becomes True and ``train_epoch`` returns ``nan``.  Only the loss
   is checked per batch (a pass over the gradients would cost every step), so an update
   whose loss was finite can still leave non-finite weights (an overflowing gradient, a
-  float32 loss that is finite in the double the engine sums it in, a dropped inf): the
+  float32 loss that is finite in the double the engine sums it in): the
   fronts check the weights: Model.fit after every epoch (with the optimizer state, then
   restoring the last sound weights), the scikit-learn estimators at the end of fit
   (raising, as scikit-learn does).
