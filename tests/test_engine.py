@@ -664,3 +664,31 @@ def test_a_dropped_inf_activation_is_nan_as_in_the_reference():
                 net.train_epoch(Xc, Yc, batch_size=1, seed=seed)
             got.append((net.diverged, np.isfinite(net.get_params()).all()))
         assert got[0] == got[1] == (True, True), seed   # refused, weights untouched
+
+
+def test_extreme_sample_weights_and_logits_in_float32(rng):
+    # the reference sums weights and weighted losses in float64, as the CPU engine does
+    # (float32 sums of 64 weights of 1e37 overflowed to inf), computes log-softmax without
+    # cancelling large logits, and denormal weights are refused by validation
+    spec = NetworkSpec((2, 1), ("sigmoid",), loss="binary_crossentropy", dtype="float32")
+    X, Y = rng.normal(size=(64, 2)), (rng.random((64, 1)) > 0.5).astype(float)
+    for norm in ("sum_weights", "n_samples"):
+        s = spec.with_changes(weight_normalization=norm)
+        losses = []
+        for device in ("cpu", "numpy"):
+            net = make_network(s, OptimizerSpec("sgd", 0.1), device=device)
+            net.set_params(np.zeros(s.n_params))
+            loss, grad = net.loss_and_grad(X, Y, np.full(64, 1e37))
+            assert np.isfinite(loss) and np.isfinite(grad).all(), (norm, device)
+            losses.append(loss)
+        assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    with pytest.raises(ValueError, match="below the smallest normal float32"):
+        validate_training_data(spec, X, Y, np.full(64, 1e-40))
+    with pytest.raises(ValueError, match="below the smallest normal float64"):
+        validate_training_data(spec.with_changes(dtype="float64"), X, Y, np.full(64, 1e-320))
+    soft = NetworkSpec((3, 3), ("softmax",), loss="categorical_crossentropy", dtype="float32")
+    ref = make_network(soft, OptimizerSpec("sgd", 0.1), device="numpy")
+    ref.set_params(np.concatenate([np.zeros(9), [0.5, 1000.0, 999.5]]).astype(np.float32))
+    loss = ref.compute_loss(np.zeros((1, 3)), np.array([[0.0, 1.0, 0.0]]))
+    exact = np.log1p(np.exp(-999.5) + np.exp(-0.5))                    # -log p(class 1)
+    assert loss == pytest.approx(exact, abs=1e-6)    # 1.7e-5 off before

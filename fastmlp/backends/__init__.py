@@ -121,6 +121,12 @@ def validate_training_data(spec: NetworkSpec, X, Y=None, sample_weight=None, *,
             raise ValueError(f"sample_weight has shape {sw.shape}; expected ({n},)")
         if not bool(xp.isfinite(sw).all()) or bool((sw < 0).any()):
             raise ValueError("sample_weight must be finite and >= 0")
+        tiny = float(np.finfo(dtype).tiny)
+        if bool(((sw > 0) & (sw < tiny)).any()):
+            raise ValueError(f"sample_weight has values below the smallest normal "
+                             f"{dtype.name} number ({tiny:.3g}) but above 0: the loss's "
+                             "normalisation by their sum would lose them or overflow; scale "
+                             "the weights up (only their ratios matter)")
         if not bool((sw > 0).any()):
             if bool((xp.asarray(sample_weight) > 0).any()):
                 raise ValueError(f"sample_weight is positive but below the smallest "

@@ -39,7 +39,9 @@ Semantics shared by every backend (the NumPy reference is the executable form):
   with ``s = 1 / norm`` when ``penalty_normalization="per_sample"`` (scikit-learn:
   ``l2 = alpha / 2``) and ``s = 1`` when ``"none"`` (Keras regularizers).  Biases
   are never penalised.  The batch loss is ``L_data + P``; gradients are exact
-  gradients of it (finite differences agree).
+  gradients of it (finite differences agree), except where the cross-entropies clip
+  log p at the dtype's epsilon: there the loss is flat and the gradient stays
+  ``p - y``, scikit-learn's convention.
 * Epoch loss (what ``train_epoch`` returns) is ``sum_b loss_b * n_b / N`` over the
   batches of the epoch, as scikit-learn accumulates it.
 * Optimizers (``OptimizerSpec.kind``), with ``g`` the gradient after optional

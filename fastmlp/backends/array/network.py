@@ -125,9 +125,10 @@ def loss_rows_and_delta(xp, loss, out_act, Z, P, Y):
         rows = -(Y * logp + (1 - Y) * log1mp).sum(axis=1)
         return rows, P - Y
     if loss == "categorical_crossentropy":
-        zmax = Z.max(axis=1, keepdims=True)
-        lse = zmax + xp.log(xp.exp(Z - zmax).sum(axis=1, keepdims=True))
-        rows = -(Y * _clip_log(xp, Z - lse, eps)).sum(axis=1)
+        # log p = (z - max) - log(sum exp(z - max)): no cancellation of large logits
+        shifted = Z - Z.max(axis=1, keepdims=True)
+        logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        rows = -(Y * _clip_log(xp, logp, eps)).sum(axis=1)
         return rows, P - Y
     if loss == "poisson":
         ylogy = xp.where(Y > 0, Y * xp.log(xp.where(Y > 0, Y, 1)), 0)
@@ -280,11 +281,13 @@ class ArrayNetwork(Network):
             inputs.append(A)
         P = As[-1]
         rows, delta = loss_rows_and_delta(xp, spec.loss, spec.activations[-1], Zs[-1], P, Y)
-        w = xp.ones(n, dtype=self.dtype) if sw is None else sw
+        # weights and loss sums in float64, as the CPU engine sums them (float32 sums of
+        # large weights overflow)
+        w = xp.ones(n, dtype=xp.float64) if sw is None else sw.astype(xp.float64)
         norm = float(w.sum()) if spec.weight_normalization == "sum_weights" else float(n)
         if norm <= 0.0:     # every row weighs 0: no data loss, the penalty per row
             norm = float(n)
-        data_loss = spec.loss_scale * float((w * rows).sum()) / norm
+        data_loss = spec.loss_scale * float((w * rows.astype(xp.float64)).sum()) / norm
         pen_scale = 1.0 / norm if spec.penalty_normalization == "per_sample" else 1.0
         penalty = 0.0
         for l, (W, b, act) in enumerate(layers):
