@@ -41,6 +41,17 @@ def train_by_hand(X, y, weights, learning_rate, epochs):
     return [W1, b1, W2, b2]
 
 
+def have_matplotlib():
+    """True when matplotlib is installed (the 'plot' extra); else say the plot is skipped."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("matplotlib is not installed: the plot is skipped "
+              "(pip install 'fastmlp[plot]' to get it)")
+        return False
+    return True
+
+
 def show_or_close(figure, quick):
     """Show the figure when a display exists (and not in quick mode); then close it."""
     import matplotlib.pyplot as plt   # fastmlp.plotting picked "Agg" without a display
@@ -83,15 +94,19 @@ def main(quick=False, output_dir=".", device=None):
     print(f"hand-written NumPy loop: {hand_seconds:.2f} s; largest weight difference "
           f"from fastmlp's: {difference:.2e}")
 
+    results = {"train_accuracy": train_acc, "test_accuracy": test_acc,
+               "weight_difference": difference, "fastmlp_seconds": fastmlp_seconds,
+               "hand_seconds": hand_seconds, "plot": None}
+    if not have_matplotlib():
+        return results
     path = Path(output_dir) / "02_circles_boundary.png"
     figure = plot_decision_boundary(model, X, y)
     figure.suptitle(f"make_circles: train {train_acc:.2f}, test {test_acc:.2f}")
     figure.savefig(path, dpi=100)   # PNG always; a window too when there is a display
     print(f"saved {path}")
     show_or_close(figure, quick)
-    return {"train_accuracy": train_acc, "test_accuracy": test_acc,
-            "weight_difference": difference, "fastmlp_seconds": fastmlp_seconds,
-            "hand_seconds": hand_seconds, "plot": path}
+    results["plot"] = path
+    return results
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ ReLU(1000) ~0.946, ReLU(500)-ReLU(500) ~0.953.  The table printed gives paramete
 counts, epochs and time per model; the training history and the first-layer
 weights (as 28x28 images) are saved as PNG files.
 
-Needs MNIST: ``fastmlp.datasets.load_mnist`` reads $FASTMLP_DATA or
-../shared/data/mnist.npz, or downloads it once from OpenML.
+Needs MNIST: ``fastmlp.datasets.load_mnist`` reads $FASTMLP_DATA (or, run from the
+source tree, ../shared/data/mnist.npz beside the checkout), or downloads it once from
+OpenML.  The plots need matplotlib (``pip install 'fastmlp[plot]'``); without it they are
+skipped.
 
 Run:  python examples/03_mnist.py
 """
@@ -105,6 +107,12 @@ def main(quick=False, output_dir=".", device=None, seed=0):
         print(f"{r['model']:22s}{r['params']:12,d}{r['epochs']:8d}{r['seconds']:8.1f}s"
               f"{r['val_accuracy']:9.4f}{r['test_accuracy']:10.4f}{r['course']:8.3f}")
 
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("matplotlib is not installed: the plots are skipped "
+              "(pip install 'fastmlp[plot]' to get them)")
+        return {"rows": rows, "plots": []}
     last = rows[-1]["model"]
     history_png = Path(output_dir) / "03_mnist_history.png"
     figure = plot_history(histories[last])

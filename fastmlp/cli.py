@@ -885,8 +885,9 @@ def _add_demo_parser(sub):
                     "scikit-learn drop-in) and with scikit-learn's MLPClassifier on the "
                     "same data; print test accuracy and training time side by side.")
     p.add_argument("--dataset", choices=("auto", "digits", "mnist"), default="auto",
-                   help="auto: MNIST when a file is found (--mnist, $FASTMLP_DATA or "
-                        "../shared/data/mnist.npz), else scikit-learn's digits")
+                   help="auto: MNIST when a file is found (--mnist, $FASTMLP_DATA or, "
+                        "from the source tree, ../shared/data/mnist.npz), else "
+                        "scikit-learn's digits")
     p.add_argument("--mnist", default=None, metavar="PATH",
                    help="MNIST .npz file (keys x_train, y_train, x_test, y_test)")
     p.add_argument("--hidden", type=_hidden_sizes, default=(100,), metavar="SIZES",
@@ -915,7 +916,7 @@ def _add_train_parser(sub):
                "  fastmlp train iris --hidden 10,10 --epochs 50\n"
                "  fastmlp train data.csv --label-column species -o species.npz\n"
                "  fastmlp train mnist --hidden 500,500 --optimizer sgd --lr 0.1 "
-               "--momentum 0.9 --early-stopping 5",
+               "--momentum 0.9 --batch-size 128 --early-stopping 5",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help=f"a built-in data set ({', '.join(BUILTIN_DATASETS)}), "
                                 "an .npz (X/y or x_train/y_train[/x_test/y_test]) or a .csv")
@@ -971,7 +972,8 @@ def _add_predict_parser(sub):
                     "write the predictions.")
     p.add_argument("model", help="model file (.npz)")
     p.add_argument("data", help="a .csv, .npz (X, x or x_test) or .npy file, or a "
-                                "built-in data set name")
+                                "built-in data set name (for a set or .npz with a "
+                                "train/test split, such as mnist: its training rows)")
     p.add_argument("-o", "--output", default="predictions.csv", metavar="PATH",
                    help="predictions file: .csv (with a header) or .npy "
                         "(default: predictions.csv)")

@@ -154,11 +154,26 @@ def _read_mnist_npz(path: Path) -> dict:
     return arrays
 
 
+#: seconds a silent network may stall the MNIST download before it gives up
+DOWNLOAD_TIMEOUT = 60.0
+
+
 def _fetch_openml_mnist(data_home=None) -> dict:
-    """Download MNIST with scikit-learn's OpenML fetcher, in the npz layout."""
+    """Download MNIST with scikit-learn's OpenML fetcher, in the npz layout; a network
+    failure (or DOWNLOAD_TIMEOUT seconds of silence) is an OSError that says what to do
+    instead."""
+    import socket
     from sklearn.datasets import fetch_openml
-    bunch = fetch_openml("mnist_784", version=1, as_frame=False, parser="liac-arff",
-                         data_home=data_home)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)   # scikit-learn's urlopen sets none
+    try:
+        bunch = fetch_openml("mnist_784", version=1, as_frame=False, parser="liac-arff",
+                             data_home=data_home)
+    except OSError as exc:        # URLError, timeouts, DNS failures
+        raise OSError(f"could not download MNIST from OpenML ({exc}); put mnist.npz "
+                      f"somewhere and set ${DATA_ENV} to it (or pass path=)") from None
+    finally:
+        socket.setdefaulttimeout(previous)
     X = np.asarray(bunch.data).astype(np.uint8).reshape(-1, 28, 28)
     y = np.asarray(bunch.target).astype(np.int64).astype(np.uint8)
     # mnist_784 keeps the original order: 60,000 training images, then 10,000 test

@@ -480,3 +480,16 @@ def test_info_flags_an_unusable_fastmlp_device(monkeypatch, capsys):
     monkeypatch.delenv("FASTMLP_DEVICE")
     status, out, _ = run(["info", "--json"], capsys)
     assert json.loads(out)["default_device_error"] is None
+
+
+def test_the_documented_mnist_train_example_learns(mnist_path, monkeypatch, tmp_path, capsys):
+    # `fastmlp train --help`'s MNIST example, one epoch (it had used the default batch of
+    # 32, where lr 0.1 with momentum 0.9 diverges to chance accuracy)
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["train"].epilog
+    line = next(l.strip() for l in help_text.splitlines() if "train mnist" in l)
+    argv = line.split()[1:] + ["--epochs", "1", "--device", DEVICE, "--verbose", "0",
+                               "-o", str(tmp_path / "m.npz")]
+    monkeypatch.setenv("FASTMLP_DATA", str(mnist_path))
+    status, out, err = run(argv, capsys)
+    assert status == 0, err
+    assert number_after(out, "test accuracy") > 0.9

@@ -7,6 +7,8 @@ import pytest
 from fastmlp import datasets
 from fastmlp.datasets import find_mnist, load_dataset, load_mnist
 
+_real_fetch = datasets._fetch_openml_mnist    # before any fixture replaces it
+
 
 def write_fake_mnist(path, n_train=6, n_test=4, **overrides):
     """A tiny file in the MNIST layout; returns the arrays written."""
@@ -207,3 +209,25 @@ def test_toy_set_options():
 def test_unknown_dataset_name():
     with pytest.raises(ValueError, match="expected one of"):
         load_dataset("cifar10")
+
+
+def test_a_failed_download_says_what_to_do(no_default_mnist, monkeypatch, tmp_path):
+    # no network (here: a DNS failure from scikit-learn's fetcher): one clear OSError
+    # naming MNIST and $FASTMLP_DATA instead of a raw urllib traceback, and the socket
+    # timeout that bounds a silent network is put back afterwards
+    import socket
+    import urllib.error
+
+    import sklearn.datasets
+    monkeypatch.setattr(datasets, "_fetch_openml_mnist", _real_fetch)   # the fixture's refusal off
+    seen = []
+
+    def offline(*args, **kwargs):
+        seen.append(socket.getdefaulttimeout())
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+    monkeypatch.setattr(sklearn.datasets, "fetch_openml", offline)
+    before = socket.getdefaulttimeout()
+    with pytest.raises(OSError, match=r"could not download MNIST.*FASTMLP_DATA"):
+        load_mnist(data_home=tmp_path / "home")
+    assert seen == [datasets.DOWNLOAD_TIMEOUT] and socket.getdefaulttimeout() == before
+

@@ -100,3 +100,13 @@ def test_06_mnist_cuda(capsys, request):
     request.getfixturevalue("mnist_path")  # skips, saying why, without an MNIST file
     rows = example.main(quick=True)
     assert rows["cuda"]["test_accuracy"] >= 0.85
+
+
+def test_02_circles_without_matplotlib(tmp_path, monkeypatch, capsys):
+    # a plain `pip install .` has no matplotlib: the example still runs and says the plot
+    # is skipped (it had ended in an ImportError traceback)
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)   # import fails
+    result = load_example("02_circles").main(quick=True, output_dir=tmp_path, device=DEVICE)
+    assert result["plot"] is None and result["test_accuracy"] >= 0.7
+    assert "the plot is skipped" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []

@@ -6,9 +6,8 @@ The same code as the NumPy reference (:mod:`fastmlp.backends.array.network`) wit
 shared row order uploaded once per epoch.  TF32 stays off unless the user enables it
 in CuPy.
 
-STATUS: written but NOT yet run on a GPU (no GPU was available to the session that wrote
-it; see issue 6).  The fused RawKernels and CUDA-graph capture that issue 6 asks for are
-not written yet.  Everything here is importable only when CuPy is usable
+STATUS: written but NOT yet run on a GPU (none has been available to its developers so
+far).  Fused RawKernels and CUDA-graph capture are not written yet.  Everything here is importable only when CuPy is usable
 (``fastmlp.backends.HAS_CUPY``).
 """
 
