@@ -75,6 +75,17 @@ NONFINITE_WEIGHTS_MSG = (
 _SPARSE_PREDICT_ELEMENTS = 1 << 22
 
 
+def _validate_validation_set(net, X_val, Y_val, sw_val, *, user_given):
+    """validate_training_data for a validation set; a user-given one (X_val, y_val) is
+    named in the error."""
+    try:
+        return validate_training_data(net.spec, X_val, Y_val, sw_val, xp=_array_module(net))
+    except (ValueError, TypeError) as exc:
+        if user_given:
+            raise type(exc)(f"X_val/y_val: {exc}") from None
+        raise
+
+
 def _to_host(a):
     """A NumPy array from a NumPy or CuPy array."""
     if isinstance(a, np.ndarray):
@@ -441,8 +452,11 @@ class _BaseMLP(BaseEstimator):
     def _user_validation_set(self, X_val, y_val, dtype):
         """``(X_val, Y_val_engine, y_val_for_scores, sample_weight_val=None)`` of a
         user-given validation set, validated against the fitted model."""
-        X_val = validate_data(self, X_val, accept_sparse=["csr", "csc"], reset=False,
-                              dtype=dtype)
+        try:
+            X_val = validate_data(self, X_val, accept_sparse=["csr", "csc"], reset=False,
+                                  dtype=dtype)
+        except ValueError as exc:   # scikit-learn's messages say "X"
+            raise ValueError(f"X_val: {exc}") from None
         X_val = _densify(X_val)
         Y_val, y_score = self._validation_targets(y_val)
         if Y_val.shape[0] != X_val.shape[0]:
@@ -548,13 +562,19 @@ class _BaseMLP(BaseEstimator):
             X_train, y_train, sw_train = X, y, sample_weight
             if val is not None:
                 X_val, Y_val, y_score, sw_val = val
+                if early_stopping and X_val.shape[0] < 2:
+                    # as for the internal split: a score of one row (R^2) is undefined,
+                    # so no epoch would count as an improvement
+                    raise ValueError(f"The validation set is too small: X_val has "
+                                     f"{X_val.shape[0]} row; early stopping needs at "
+                                     "least 2.")
             else:
                 X_val = Y_val = y_score = sw_val = None
 
         has_val = X_val is not None
         if has_val:
-            X_val, Y_val, sw_val = validate_training_data(net.spec, X_val, Y_val, sw_val,
-                                                          xp=_array_module(net))
+            X_val, Y_val, sw_val = _validate_validation_set(net, X_val, Y_val, sw_val,
+                                                            user_given=val is not None)
             if self.validation_scores_ is None:
                 self.validation_scores_ = []
             if self.best_validation_score_ is None:
@@ -740,8 +760,8 @@ class _BaseMLP(BaseEstimator):
         callback = None
         if val is not None:
             X_val, Y_val, _, sw_val = val
-            X_val, Y_val, sw_val = validate_training_data(net.spec, X_val, Y_val, sw_val,
-                                                          xp=_array_module(net))
+            X_val, Y_val, sw_val = _validate_validation_set(net, X_val, Y_val, sw_val,
+                                                            user_given=True)
 
             def callback(xk):
                 net.set_params(xk)

@@ -703,3 +703,19 @@ def test_minibatches_whose_weights_are_all_zero_train_on():
     assert_allclose(fits[0].loss_curve_, fits[1].loss_curve_, rtol=1e-12)
     for a, b in zip(fits[0].coefs_, fits[1].coefs_):
         assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_user_validation_sets_are_checked_and_named():
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 3), rng.randn(60)
+    Xv, yv = rng.randn(10, 3), rng.randn(10)
+    # one row: its R^2 is undefined, no epoch would improve, and the initial weights came
+    # back silently; refused as scikit-learn refuses a too-small internal split
+    with pytest.raises(ValueError, match="X_val has 1 row"):
+        MLPRegressor(early_stopping=True, max_iter=5).fit(X, y, X_val=Xv[:1], y_val=yv[:1])
+    with pytest.raises(ValueError, match="^X_val: X has 2 features"):
+        MLPRegressor(max_iter=2).fit(X, y, X_val=Xv[:, :2], y_val=yv)
+    with pytest.raises(ValueError, match="^X_val: Input X contains NaN"):
+        MLPRegressor(max_iter=2).fit(X, y, X_val=np.where(Xv > 1, np.nan, Xv), y_val=yv)
+    with pytest.raises(ValueError, match=r"^X_val/y_val: poisson loss needs y >= 0"):
+        MLPRegressor(loss="poisson", max_iter=2).fit(X, np.abs(y), X_val=Xv, y_val=-np.abs(yv))
