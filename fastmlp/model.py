@@ -369,10 +369,7 @@ class Model:
         if input_dim is None:
             raise ValueError("the input width is unknown: give input_dim to the first Dense "
                              "layer, call build(input_dim), or fit once")
-        input_dim = _check_int(input_dim, "input_dim", 1)
-        if self._layers and self._layers[0].input_dim not in (None, input_dim):
-            raise ValueError(f"input_dim={input_dim} disagrees with the first layer's "
-                             f"input_dim={self._layers[0].input_dim}")
+        input_dim = self._check_input_width(input_dim)
         if self.built:
             if input_dim != self._input_dim:
                 raise ValueError(f"the model is built for inputs of width {self._input_dim}; "
@@ -422,6 +419,14 @@ class Model:
         net.set_params(_to_numpy(old.get_params()))
         net.set_optimizer_state(old.get_optimizer_state())
         self._attach(net, self._input_dim)
+
+    def _check_input_width(self, input_dim):
+        """``input_dim`` as an int >= 1 that agrees with the first layer's, if given."""
+        input_dim = _check_int(input_dim, "input_dim", 1)
+        if self._layers and self._layers[0].input_dim not in (None, input_dim):
+            raise ValueError(f"input_dim={input_dim} disagrees with the first layer's "
+                             f"input_dim={self._layers[0].input_dim}")
+        return input_dim
 
     def _attach(self, net, input_dim):
         self._network = net
@@ -532,16 +537,12 @@ class Model:
             if self.built:
                 self._ensure_built(X.shape[1])
                 return validate_training_data(self._network.spec, X, Y, sw)
-            # checked against the network this data would build, and built only once the
-            # data passed (a rejected fit must not fix the model's input width)
-            self.build(X.shape[1])    # checks the width against the first layer's
-            try:
-                return validate_training_data(self._network.spec, X, Y, sw)
-            except Exception:
-                self._network, self._input_dim = None, None
-                if self.optimizer is not None:
-                    self.optimizer._bind(None)
-                raise
+            # checked against the spec this data would build, and built only once the data
+            # passed (a rejected fit must not fix the model's input width)
+            width = self._check_input_width(X.shape[1])
+            checked = validate_training_data(self._make_spec(width, self._loss_info), X, Y, sw)
+            self.build(width)
+            return checked
         except (ValueError, TypeError) as exc:
             if what:
                 raise type(exc)(f"{what.rstrip()}: {exc}") from None
@@ -895,10 +896,10 @@ class Model:
         self._require_compiled("evaluate")
         if batch_size is not None:
             batch_size = _check_int(batch_size, "batch_size", 1)
-        X, Y, sw = self._prepare_xy(x, y, sample_weight, "")
-        X, Y, sw = self._validate(X, Y, sw, "")
         if not isinstance(return_dict, (bool, np.bool_)):
             raise TypeError(f"return_dict must be True or False; got {return_dict!r}")
+        X, Y, sw = self._prepare_xy(x, y, sample_weight, "")
+        X, Y, sw = self._validate(X, Y, sw, "")
         result = self._evaluate_arrays(X, Y, sw, self._loss_info.offset(Y, sw), batch_size)
         if verbose:
             print(format_logs(result))

@@ -48,6 +48,13 @@ __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "Adagrad", "LearningRateSchedu
            "LambdaSchedule", "get"]
 
 
+def _is_whole(value) -> bool:
+    """An int, or a float without a fractional part (3.0); not a bool."""
+    return (not isinstance(value, bool)
+            and isinstance(value, (int, float, np.integer, np.floating))
+            and float(value).is_integer())
+
+
 def _positive(value, name, *, allow_zero=False):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number; got {value!r}")
@@ -184,11 +191,9 @@ class PiecewiseConstantDecay(LearningRateSchedule):
     def __init__(self, boundaries, values):
         if isinstance(boundaries, (str, bytes)) or not hasattr(boundaries, "__iter__"):
             raise TypeError(f"boundaries={boundaries!r} must be a sequence of ints (steps)")
-        for b in boundaries:
-            if isinstance(b, bool) or not isinstance(b, (int, float, np.integer, np.floating)) \
-                    or not float(b).is_integer():
-                raise ValueError(f"boundaries={list(boundaries)!r} must hold whole numbers "
-                                 "(step counts)")
+        if not all(_is_whole(b) for b in boundaries):
+            raise ValueError(f"boundaries={list(boundaries)!r} must hold whole numbers "
+                             "(step counts)")
         boundaries = [int(b) for b in boundaries]
         values = [_positive(v, "values[i]") for v in values]
         if len(values) != len(boundaries) + 1:
@@ -226,9 +231,7 @@ class StepDecay(LearningRateSchedule):
     def __init__(self, initial_learning_rate, drop=0.5, epochs_per_drop=10):
         self.initial_learning_rate = _positive(initial_learning_rate, "initial_learning_rate")
         self.drop = _positive(drop, "drop")
-        if isinstance(epochs_per_drop, bool) or \
-                not isinstance(epochs_per_drop, (int, float, np.integer, np.floating)) or \
-                not float(epochs_per_drop).is_integer() or epochs_per_drop < 1:
+        if not _is_whole(epochs_per_drop) or epochs_per_drop < 1:
             raise ValueError(f"epochs_per_drop={epochs_per_drop!r} must be an int >= 1")
         self.epochs_per_drop = int(epochs_per_drop)
 

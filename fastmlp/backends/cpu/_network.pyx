@@ -799,6 +799,19 @@ cdef void apply_update(NetC *s, floating *dummy) noexcept nogil:
     update_slice(s, 0, s.n_params, lr, s.n_threads, dummy)
 
 
+cdef inline double loss_norm(NetC *s, const floating *w, int64_t n) noexcept nogil:
+    """The divisor of a batch's data loss (backends/base.py): the sum of its n row
+    weights w under weight_normalization="sum_weights", else n; also n when every row
+    weighs 0 (no data loss then, the penalty per row)."""
+    cdef double norm = 0.0
+    cdef int64_t i
+    if w == NULL or not s.norm_by_weights:
+        return <double> n
+    for i in range(n):
+        norm += w[i]
+    return norm if norm > 0.0 else <double> n
+
+
 cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcept nogil:
     """Up to max_steps minibatch updates of the epoch in progress (max_steps < 0: all).
 
@@ -853,14 +866,7 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
                                  b * (k + 1) // n_gather - b * k // n_gather, dummy)
             else:
                 gather_batch(s, lo, 0, b, dummy)
-        if wb != NULL and s.norm_by_weights:
-            norm = 0.0
-            for i in range(b):
-                norm += wb[i]
-            if norm <= 0.0:     # every row weighs 0: no data loss, the penalty per row
-                norm = <double> b
-        else:
-            norm = <double> b
+        norm = loss_norm(s, wb, b)
         if n_shards > 1:
             for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
                 shard_step(s, k, n_shards, xb, yb, lb, wb, b, norm, 1, dummy)
@@ -935,14 +941,7 @@ cdef double full_batch_impl(NetC *s, const floating *X, const floating *Y,
     the workspace capacity with the normalisation of the whole batch."""
     cdef ShardC *sh = &s.shards[0]
     cdef int64_t lo, b, i, d = s.n_features, K = s.n_outputs
-    cdef double norm = 0.0, data_loss = 0.0, penalty = 0.0
-    if sw != NULL and s.norm_by_weights:
-        for i in range(n):
-            norm += sw[i]
-        if norm <= 0.0:     # every row weighs 0 (as in run_steps_impl)
-            norm = <double> n
-    else:
-        norm = <double> n
+    cdef double norm = loss_norm(s, sw, n), data_loss = 0.0, penalty = 0.0
     lo = 0
     while lo < n:
         b = s.ws_rows if lo + s.ws_rows <= n else n - lo
