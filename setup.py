@@ -5,6 +5,9 @@
   single-threaded elementwise loops (the build still succeeds).
 * Portable flags only: no -march=native / -ffast-math.  Wider SIMD comes from function
   multiversioning in csrc/fm_internal.h.
+* FASTMLP_SIMD=x86-64-v3 or FASTMLP_SIMD=baseline (default: auto) leaves out the wider
+  clones, so that this machine runs the code an AVX2-only or a pre-AVX2 CPU would (CI
+  tests those paths this way; never for a wheel meant for users).
 * Cython directives are set once here; FASTMLP_BOUNDSCHECK=1 turns bounds checking on
   for debugging.
 """
@@ -64,6 +67,16 @@ def _openmp_flags(compiler):
 class BuildExt(build_ext):
     def build_extensions(self):
         omp = _openmp_flags(self.compiler)
+        # setuptools rebuilds an extension only when a source is newer than it: a build
+        # directory left by another FASTMLP_SIMD or FASTMLP_NO_OPENMP would be linked as
+        # it is.  The configuration is stamped there, and a different one rebuilds all.
+        config = f"simd={simd_clones()} openmp={omp is not None}\n"
+        stamp = os.path.join(self.build_temp, "fastmlp-build-config")
+        try:
+            with open(stamp) as f:
+                self.force = self.force or f.read() != config
+        except OSError:
+            self.force = True
         if omp is None and os.environ.get("FASTMLP_NO_OPENMP", "") not in ("", "0"):
             print("fastmlp: building without OpenMP (FASTMLP_NO_OPENMP is set)",
                   file=sys.stderr)
@@ -91,6 +104,28 @@ class BuildExt(build_ext):
                 ext.extra_compile_args += omp[0]
                 ext.extra_link_args = list(ext.extra_link_args or []) + omp[1]
         super().build_extensions()
+        os.makedirs(self.build_temp, exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(config)
+
+
+# FASTMLP_SIMD -> the highest x86-64 feature level compiled (csrc/fm_internal.h).
+SIMD_CLONES = {"auto": "4", "x86-64-v4": "4", "x86-64-v3": "3", "baseline": "0"}
+_SIMD_ANNOUNCED = []
+
+
+def simd_clones():
+    value = os.environ.get("FASTMLP_SIMD", "").strip() or "auto"
+    if value not in SIMD_CLONES:
+        raise SystemExit(f"fastmlp: FASTMLP_SIMD={value!r} is not one of "
+                         f"{', '.join(SIMD_CLONES)} (the highest x86-64 feature level to "
+                         f"compile SIMD clones for)")
+    if value != "auto" and not _SIMD_ANNOUNCED:
+        _SIMD_ANNOUNCED.append(value)
+        print(f"fastmlp: FASTMLP_SIMD={value}: SIMD clones up to level "
+              f"{SIMD_CLONES[value]} only (a test build, not for users' wheels)",
+              file=sys.stderr)
+    return SIMD_CLONES[value]
 
 
 def extensions():
@@ -98,7 +133,8 @@ def extensions():
     from Cython.Build import cythonize
 
     common = dict(include_dirs=["csrc", numpy.get_include()],
-                  define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+                  define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                                 ("FASTMLP_SIMD_CLONES", simd_clones())])
     exts = [
         Extension("fastmlp.backends.cpu._blas", ["fastmlp/backends/cpu/_blas.pyx"], **common),
         Extension("fastmlp.backends.cpu._network",

@@ -20,15 +20,34 @@
 #define FM_PARALLEL_MIN_ELEMENTS (1 << 20)
 
 /* Wider SIMD without -march=native: compile hot loops for several targets and let
- * the loader pick (GCC function multiversioning, x86-64 Linux only). */
+ * the loader pick (GCC function multiversioning, x86-64 Linux only).
+ *
+ * FM_SIMD_CLONES is the highest x86-64 feature level compiled: 4 = clones for v4
+ * (AVX-512) and v3 (AVX2 + FMA) beside the baseline "default" (a CPU-model clone such as
+ * "arch=haswell" would need that model), plus the AVX-512 direct products of
+ * gemm_direct.c; 3 = the v3 clone and the baseline only, no AVX-512 code at all; 0 = the
+ * baseline only.  Builds for users keep 4 (the loader picks what the CPU runs); 3 and 0
+ * (setup.py: FASTMLP_SIMD=x86-64-v3 / baseline) make THIS machine run the code an AVX2-only
+ * or a pre-AVX2 CPU would, so that CI tests those paths.  Other compilers and platforms
+ * get 0, as does FASTMLP_NO_MULTIVERSION. */
+#ifndef FASTMLP_SIMD_CLONES
+#define FASTMLP_SIMD_CLONES 4
+#endif
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(FASTMLP_NO_MULTIVERSION)
-/* clones for the x86-64 feature levels v4 (AVX-512) and v3 (AVX2 + FMA), chosen at load
- * time by CPU features (a CPU-model clone such as "arch=haswell" would need that model) */
+#define FM_SIMD_CLONES FASTMLP_SIMD_CLONES
+#else
+#define FM_SIMD_CLONES 0
+#endif
+#if FM_SIMD_CLONES >= 4
 #define FM_MULTIVERSION \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
+#elif FM_SIMD_CLONES == 3
+#define FM_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+#elif FM_SIMD_CLONES == 0
 #define FM_MULTIVERSION
+#else
+#error "FASTMLP_SIMD_CLONES must be 4, 3 or 0"
 #endif
 
 #define FM_USE_THREADS(n_threads, work) ((n_threads) > 1 && (work) >= FM_PARALLEL_MIN_ELEMENTS)

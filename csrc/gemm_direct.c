@@ -8,7 +8,7 @@
 #include "fm_internal.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) \
-    && !defined(FASTMLP_NO_MULTIVERSION)
+    && !defined(FASTMLP_NO_MULTIVERSION) && FASTMLP_SIMD_CLONES >= 4
 #define FM_HAVE_AVX512 1
 #include <immintrin.h>
 #define FM_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))

@@ -29,6 +29,42 @@ int fm_openmp_enabled(void)
 #endif
 }
 
+/* The x86-64 feature level whose clones of the FM_MULTIVERSION kernels run here, as the
+ * loader chose it: fm_simd_probe is multiversioned like every kernel, and the address its
+ * ifunc resolved to is compared with the address of each clone (named by the symbols GCC
+ * gives clones; they are local to this file, so this works in a stripped library too).
+ * "baseline" is the "default" clone (SSE2), and the only code of a build without clones. */
+int fm_simd_probe(int x);
+FM_MULTIVERSION int fm_simd_probe(int x) { return x + 1; }
+
+#if FM_SIMD_CLONES >= 3
+extern int fm_simd_probe_default(int) __asm__("fm_simd_probe.default");
+extern int fm_simd_probe_v3(int) __asm__("fm_simd_probe.arch_x86_64_v3");
+#endif
+#if FM_SIMD_CLONES >= 4
+extern int fm_simd_probe_v4(int) __asm__("fm_simd_probe.arch_x86_64_v4");
+#endif
+
+const char *fm_simd_level(void)
+{
+    int (*volatile resolved)(int) = fm_simd_probe;
+#if FM_SIMD_CLONES >= 4
+    if (resolved == fm_simd_probe_v4) return "x86-64-v4";
+#endif
+#if FM_SIMD_CLONES >= 3
+    if (resolved == fm_simd_probe_v3) return "x86-64-v3";
+    if (resolved != fm_simd_probe_default) return "unknown";
+#endif
+    (void)resolved;
+    return "baseline";
+}
+
+/* The highest level compiled into this build (4, 3 or 0; see fm_internal.h). */
+int fm_simd_clones(void)
+{
+    return FM_SIMD_CLONES;
+}
+
 /* Row order of a shuffled epoch: Fisher-Yates driven by splitmix64 keyed by
  * (seed, epoch); j is drawn uniformly in [0, i] by Lemire's multiply-shift with rejection.
  * Every backend uses this one function, so all of them visit rows in the same order. */

@@ -745,6 +745,11 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
+_SIMD_BUILDS = {4: "x86-64-v4, x86-64-v3 and baseline clones",
+                3: "x86-64-v3 and baseline clones only: FASTMLP_SIMD=x86-64-v3",
+                0: "baseline code only: FASTMLP_SIMD=baseline, or no multiversioning here"}
+
+
 def collect_info():
     """Everything ``fastmlp info`` reports, as a JSON-serialisable dict."""
     import scipy
@@ -780,10 +785,13 @@ def collect_info():
             "AVX-512 (batches of <= 64 rows, 128 on several threads, skip BLAS's packing)"
             if cpu_backend.direct_kernels_available()
             else "off (no AVX-512: BLAS for every product)")
+        info["simd"] = {"level": cpu_backend.simd_level(),
+                        "build": _SIMD_BUILDS.get(cpu_backend.simd_build(), "unknown")}
     except ImportError as exc:
         info["cpu_engine"] = f"not built ({exc})"
         info["openmp"] = "unknown (the CPU engine is not built)"
         info["direct_kernels"] = "unknown (the CPU engine is not built)"
+        info["simd"] = {"level": "unknown", "build": "the CPU engine is not built"}
     try:
         from threadpoolctl import threadpool_info
         info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "num_threads",
@@ -835,6 +843,7 @@ def cmd_info(args):
         f"CPU engine: {info['cpu_engine']}",
         f"OpenMP: {info['openmp']}",
         f"direct GEMM kernels: {info['direct_kernels']}",
+        f"SIMD kernels: {info['simd']['level']} ({info['simd']['build']})",
         f"threads: {threads['default_n_threads']} by default "
         f"({threads['available_cpus']} CPUs available"
         + (f", OMP_NUM_THREADS={threads['OMP_NUM_THREADS']}"

@@ -236,8 +236,8 @@ def test_info_text(capsys):
     status, out, _ = run(["info"], capsys)
     assert status == 0
     assert out.startswith(f"fastmlp {fastmlp.__version__}")
-    for part in ("numpy", "CPU engine:", "OpenMP:", "direct GEMM kernels:", "threads:",
-                 "BLAS:", "CPU:", "GPU:"):
+    for part in ("numpy", "CPU engine:", "OpenMP:", "direct GEMM kernels:", "SIMD kernels:",
+                 "threads:", "BLAS:", "CPU:", "GPU:"):
         assert part in out
 
 
@@ -253,6 +253,9 @@ def test_info_json(capsys):
         assert info["gpu"]["reason"]
     from fastmlp.backends.cpu import direct_kernels_available
     assert info["direct_kernels"].startswith("AVX-512" if direct_kernels_available() else "off")
+    from fastmlp.backends.cpu import simd_level
+    assert info["simd"]["level"] == simd_level()
+    assert "clones" in info["simd"]["build"] or "baseline" in info["simd"]["build"]
 
 
 def test_info_without_threadpoolctl_or_cpu_engine(monkeypatch, capsys):
@@ -263,6 +266,7 @@ def test_info_without_threadpoolctl_or_cpu_engine(monkeypatch, capsys):
     assert "threadpoolctl is not installed" in out
     assert "CPU engine: not built" in out and "OpenMP: unknown" in out
     assert "direct GEMM kernels: unknown" in out
+    assert "SIMD kernels: unknown (the CPU engine is not built)" in out
 
 
 # ------------------------------------------------------- train / predict / demo

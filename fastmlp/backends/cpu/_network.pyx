@@ -164,6 +164,22 @@ def openmp_enabled():
     return bool(fm_openmp_enabled())
 
 
+def simd_level():
+    """The x86-64 feature level of the elementwise, loss, optimizer and small-product
+    kernels that run on this CPU: ``"x86-64-v4"`` (AVX-512), ``"x86-64-v3"`` (AVX2 + FMA)
+    or ``"baseline"`` (SSE2).  The loader picks the highest level that the build compiled
+    (:func:`simd_build`) and the CPU supports."""
+    return fm_simd_level().decode()
+
+
+def simd_build():
+    """The highest x86-64 feature level compiled into this build: 4 (the default: v4, v3
+    and baseline clones and the AVX-512 direct products), 3 (``FASTMLP_SIMD=x86-64-v3``:
+    what an AVX2-only CPU runs) or 0 (``FASTMLP_SIMD=baseline``, or a compiler or platform
+    without GCC's multiversioning: the baseline code only)."""
+    return fm_simd_clones()
+
+
 cdef struct LayerC:
     int64_t fan_in, fan_out
     int64_t w_off, b_off        # into params/grads; b_off < 0: no bias
