@@ -14,8 +14,9 @@ from conftest import engine_switch
 
 AVX512 = _network.direct_kernels_available()
 needs_avx512 = pytest.mark.skipif(
-    not AVX512, reason="this CPU has no AVX-512: the engine keeps BLAS for these products "
-                       "(the naive references are tested everywhere)")
+    not AVX512, reason="no AVX-512 direct kernels here (a CPU without AVX-512, or a "
+                       "FASTMLP_SIMD=x86-64-v3/baseline build): the engine keeps BLAS for "
+                       "these products (the naive references are tested everywhere)")
 
 
 def direct_rows(rows):
@@ -95,7 +96,8 @@ def kernel_code(request):
     """Run the test on the direct kernels' AVX-512 code (where the CPU has it) and on their
     naive fallback."""
     if request.param and not AVX512:
-        pytest.skip("this CPU has no AVX-512")
+        pytest.skip("no AVX-512 direct kernels here (a CPU without AVX-512, or a "
+                    "FASTMLP_SIMD=x86-64-v3/baseline build)")
     with avx512(request.param):
         yield request.param
 
