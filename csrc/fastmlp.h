@@ -81,6 +81,13 @@ int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, in
  * tiny pass computes it (a vector exp); both read/written as whole vectors (slack). */
 void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P);
 
+/* 1 when the small products' narrow kernels (32-byte vectors, gemm_small_impl.inc) run
+ * here: in the x86-64-v3/v4 clones; elsewhere the plain loops do.
+ * fm_narrow_set_enabled(0 / 1) forces them off / on (tests, benchmarks), (-1) restores the
+ * default; returns the previous availability. */
+int fm_narrow_available(void);
+int fm_narrow_set_enabled(int enabled);
+
 /* ---- direct products (gemm_direct.c) -------------------------------------------------
  * 1 when the AVX-512 kernels of direct_gemm / direct_gemm_nt run on this CPU (decided once
  * from its features); the engine uses them for short batches only then.

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from fastmlp.backends.cpu._blas import gemm_rowmajor
+from fastmlp.backends.cpu import _network
 from fastmlp.backends.cpu._network import kernel_small_gemm
+from conftest import engine_switch
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
 
@@ -37,10 +39,27 @@ def test_gemm_rowmajor_refuses_readonly_output():
         gemm_rowmajor(False, False, 1.0, np.ones((2, 2)), np.ones((2, 2)), 0.0, C)
 
 
+@pytest.mark.parametrize("narrow", [True, False], ids=["narrow-kernels", "plain-loops"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["nn", "tn", "nt"])
-@pytest.mark.parametrize("shape", [(1, 1, 1), (32, 10, 4), (3, 17, 9)])
-def test_small_gemm_kernels_match_numpy(dtype, kind, shape, rng):
+@pytest.mark.parametrize("shape", [(1, 1, 1), (32, 10, 4), (3, 17, 9), (7, 16, 5)])
+def test_small_gemm_kernels_match_numpy(dtype, kind, shape, narrow, rng):
+    # both paths on every build: the narrow kernels (32-byte vectors; by default only in
+    # the x86-64-v3/v4 clones) and the plain loops that replace them elsewhere
+    with engine_switch(_network.set_narrow_kernels, narrow):
+        _check_small_gemm(dtype, kind, shape, rng)
+
+
+def test_narrow_kernels_default_follows_the_simd_level():
+    from fastmlp.backends.cpu import simd_level
+    previous = _network.set_narrow_kernels(None)          # the default for this CPU
+    try:
+        assert _network.set_narrow_kernels(None) == (simd_level() != "baseline")
+    finally:
+        _network.set_narrow_kernels(previous)
+
+
+def _check_small_gemm(dtype, kind, shape, rng):
     m, n, k = shape
     if kind == "nn":
         A, B = rng.normal(size=(m, k)), rng.normal(size=(k, n))

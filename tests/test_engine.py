@@ -597,14 +597,18 @@ def test_all_zero_weights_are_normalised_by_the_row_count(device, rng):
 @pytest.mark.parametrize("switches", [
     {"small": 0},                              # every product through BLAS
     {"small": 1 << 40},                        # every product through the small kernels
+    {"small": 1 << 40, "narrow": False},       # ... their plain loops, no narrow kernels
+    {"small": 1 << 40, "narrow": True},        # ... the narrow kernels where they fit
     {"shard_min": 0, "rule": (256, 1)},        # a short batch of a wide net split anyway
-], ids=["no-small-kernels", "all-small-kernels", "forced-split"])
+], ids=["no-small-kernels", "all-small-kernels", "small-plain-loops", "small-narrow",
+        "forced-split"])
 def test_path_switches_keep_the_reference_results(switches, rng):
     # the tuning switches used by benchmarks (set_small_gemm_work, set_shard_min_work,
     # set_shard_rule) move work between kernels; the results must stay the reference's
     setters = {"small": _network.set_small_gemm_work,
                "shard_min": _network.set_shard_min_work,
-               "rule": lambda pair: _network.set_shard_rule(*pair)}
+               "rule": lambda pair: _network.set_shard_rule(*pair),
+               "narrow": _network.set_narrow_kernels}
     spec = NetworkSpec((20, 300, 3), ("relu", "softmax"), loss="categorical_crossentropy",
                        l2=1e-3)
     X, y = rng.normal(size=(256, 20)), rng.integers(0, 3, 256)

@@ -10,6 +10,7 @@ from fastmlp.backends import make_network, validate_training_data
 from fastmlp.backends.base import NetworkSpec, OptimizerSpec
 from fastmlp.backends.cpu import _network
 from fastmlp.initializers import init_params
+from conftest import engine_switch
 
 
 @contextlib.contextmanager
@@ -85,31 +86,51 @@ def test_tiny_path_matches_reference(case, dtype, rng):
     X, y = _data(case, rng, 203)
     sw = rng.uniform(0.5, 2.0, 203)
     spec = _spec(case, dtype, l2=1e-3)
-    cpu = _fit(spec, "cpu", X, y, sw, batch_size=32)
-    assert cpu[0]._engine.tiny_network and cpu[0]._engine.will_use_tiny_path(32)
+    with tiny_path(True):      # on every build (by default only where x86-64-v4 runs)
+        cpu = _fit(spec, "cpu", X, y, sw, batch_size=32)
+        assert cpu[0]._engine.tiny_network and cpu[0]._engine.will_use_tiny_path(32)
     _assert_same(cpu, _fit(spec, "numpy", X, y, sw, batch_size=32), dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("batch_size", [1, 3, 4, 7, 64])
-def test_tiny_path_equals_general_kernels(batch_size, dtype, rng):
+@pytest.mark.parametrize("narrow", [True, False], ids=["narrow-kernels", "plain-loops"])
+def test_tiny_path_equals_general_kernels(batch_size, dtype, narrow, rng):
     X, y = _data("iris-relu-softmax", rng, 150)
     spec = _spec("iris-relu-softmax", dtype)
-    fast = _fit(spec, "cpu", X, y, batch_size=batch_size,
-                opt=OptimizerSpec("adam", 0.01))
-    with tiny_path(False):
+    with tiny_path(True):
+        fast = _fit(spec, "cpu", X, y, batch_size=batch_size,
+                    opt=OptimizerSpec("adam", 0.01))
+    # the general kernels with and without the small products' narrow kernels
+    with tiny_path(False), engine_switch(_network.set_narrow_kernels, narrow):
         general = _fit(spec, "cpu", X, y, batch_size=batch_size,
                        opt=OptimizerSpec("adam", 0.01))
         assert not general[0]._engine.will_use_tiny_path(batch_size)
     _assert_same(fast, general, dtype)
 
 
+def test_tiny_path_default_follows_the_simd_level():
+    # the fused pass holds a row in one 16-lane vector: on by default only where that is
+    # one register (the x86-64-v4 clones); set_tiny_path(None) restores the default
+    from fastmlp.backends.cpu import simd_level
+    previous = _network.set_tiny_path(None)
+    try:
+        assert _network.set_tiny_path(None) == (simd_level() == "x86-64-v4")
+        spec = _spec("iris-relu-softmax", "float32")
+        net = make_network(spec, device="cpu", n_threads=1)
+        assert net._engine.tiny_network
+        assert net._engine.will_use_tiny_path(32) == (simd_level() == "x86-64-v4")
+    finally:
+        _network.set_tiny_path(previous)
+
+
 def test_tiny_softmax_with_extreme_logits(rng):
     # weights x 40: logits far apart, so the vector exp sees arguments down to the clamp
     X, y = _data("iris-relu-softmax", rng, 96)
     spec = _spec("iris-relu-softmax", "float32")
-    cpu = _fit(spec, "cpu", X, y, batch_size=32, epochs=1, scale=40.0,
-               opt=OptimizerSpec("sgd", 1e-4))
+    with tiny_path(True):
+        cpu = _fit(spec, "cpu", X, y, batch_size=32, epochs=1, scale=40.0,
+                   opt=OptimizerSpec("sgd", 1e-4))
     ref = _fit(spec, "numpy", X, y, batch_size=32, epochs=1, scale=40.0,
                opt=OptimizerSpec("sgd", 1e-4))
     assert np.isfinite(cpu[1]).all()
@@ -131,7 +152,8 @@ def test_which_networks_are_tiny():
     # a tiny shape whose batch is too large for the small products
     big_input = engine((784, 10), ("softmax",))
     assert big_input.tiny_network
-    assert big_input.will_use_tiny_path(4) and not big_input.will_use_tiny_path(32)
+    with tiny_path(True):
+        assert big_input.will_use_tiny_path(4) and not big_input.will_use_tiny_path(32)
 
 
 @pytest.mark.parametrize("K", [1, 2, 3, 10, 16])

@@ -19,6 +19,8 @@ cdef extern from "fastmlp.h" nogil:
     int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, int64_t rows)
     void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P)
 
+    int fm_narrow_available()
+    int fm_narrow_set_enabled(int enabled)
     int fm_direct_available()
     int fm_direct_set_enabled(int enabled)
     int64_t fm_direct_row_split(int64_t M, int t, int nt)

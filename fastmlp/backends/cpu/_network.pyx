@@ -63,8 +63,14 @@ cdef int64_t SHARD_MIN_WORK = 1 << 21
 cdef int64_t SHARD_MAX_WIDTH = 256
 cdef int64_t SHARD_WIDE_MIN_ROWS = 128
 # Tiny networks (every layer at most FM_TINY_WIDTH units, no dropout, every product of a
-# batch at or below SMALL_GEMM_WORK) train through the fused pass of csrc/tiny_impl.inc.
-cdef bint TINY_ENABLED = True
+# batch at or below SMALL_GEMM_WORK) train through the fused pass of csrc/tiny_impl.inc,
+# where it runs its x86-64-v4 clone: it holds a row in one 16-lane vector, one AVX-512
+# register.  Any other clone splits each vector over 2 or 4 registers, and GCC then
+# spills (v3) or keeps the vectors in memory (baseline, aarch64): the iris-sized step
+# measured 11.3 us on the tiny pass against 2.8 us on the general kernels in the v3 clone
+# (2.4 against 3.1 us in the v4 clone; benchmarks/RESULTS.md, session 13).
+TINY_DEFAULT = fm_simd_level() == b"x86-64-v4"
+cdef bint TINY_ENABLED = TINY_DEFAULT
 # Batches of at most this many rows multiply through the direct kernels (where the CPU has
 # AVX-512; csrc/gemm_direct_impl.inc), which read W in place: BLAS packs W on every call,
 # which for short batches costs about as much as the arithmetic (benchmarks/RESULTS.md).
@@ -109,13 +115,21 @@ def set_shard_min_work(int64_t work):
     return previous
 
 
-def set_tiny_path(bint enabled):
-    """Use the fused pass for tiny networks when they qualify (default True; for benchmarks
-    and tests, which compare both paths; returns the previous value)."""
+def set_tiny_path(enabled):
+    """Use the fused pass for tiny networks when they qualify: True / False force it on /
+    off (for benchmarks and tests, which compare both paths), None restores the default
+    (on where the x86-64-v4 clones run, see TINY_DEFAULT).  Returns the previous value."""
     global TINY_ENABLED
     previous = TINY_ENABLED
-    TINY_ENABLED = enabled
+    TINY_ENABLED = TINY_DEFAULT if enabled is None else bool(enabled)
     return bool(previous)
+
+
+def set_narrow_kernels(enabled):
+    """Use the small products' narrow kernels (csrc/gemm_small_impl.inc): True / False force
+    them on / off (tests, benchmarks), None restores the default (on where the x86-64-v3 or
+    v4 clones run).  Returns the previous value."""
+    return bool(fm_narrow_set_enabled(-1 if enabled is None else int(bool(enabled))))
 
 
 def set_direct_max_rows(rows):
