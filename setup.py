@@ -69,8 +69,9 @@ class BuildExt(build_ext):
         omp = _openmp_flags(self.compiler)
         # setuptools rebuilds an extension only when a source is newer than it: a build
         # directory left by another FASTMLP_SIMD or FASTMLP_NO_OPENMP would be linked as
-        # it is.  The configuration is stamped there, and a different one rebuilds all.
-        config = f"simd={simd_clones()} openmp={omp is not None}\n"
+        # it is.  The configuration (the macros, and OpenMP) is stamped there, and a
+        # different one rebuilds all.
+        config = f"macros={self.extensions[0].define_macros} openmp={omp is not None}\n"
         stamp = os.path.join(self.build_temp, "fastmlp-build-config")
         try:
             with open(stamp) as f:
@@ -111,7 +112,6 @@ class BuildExt(build_ext):
 
 # FASTMLP_SIMD -> the highest x86-64 feature level compiled (csrc/fm_internal.h).
 SIMD_CLONES = {"auto": "4", "x86-64-v4": "4", "x86-64-v3": "3", "baseline": "0"}
-_SIMD_ANNOUNCED = []
 
 
 def simd_clones():
@@ -120,8 +120,7 @@ def simd_clones():
         raise SystemExit(f"fastmlp: FASTMLP_SIMD={value!r} is not one of "
                          f"{', '.join(SIMD_CLONES)} (the highest x86-64 feature level to "
                          f"compile SIMD clones for)")
-    if value != "auto" and not _SIMD_ANNOUNCED:
-        _SIMD_ANNOUNCED.append(value)
+    if value != "auto":
         print(f"fastmlp: FASTMLP_SIMD={value}: SIMD clones up to level "
               f"{SIMD_CLONES[value]} only (a test build, not for users' wheels)",
               file=sys.stderr)

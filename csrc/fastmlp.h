@@ -104,9 +104,9 @@ int64_t fm_direct_row_split(int64_t M, int t, int nt);
 /* 1 when built with OpenMP. */
 int fm_openmp_enabled(void);
 /* The x86-64 feature level of the multiversioned kernels that the loader chose on this
- * CPU ("x86-64-v4", "x86-64-v3" or "baseline"), and the highest level the build compiled
- * (4, 3 or 0: setup.py's FASTMLP_SIMD). */
-const char *fm_simd_level(void);
+ * CPU (4 = x86-64-v4, 3 = x86-64-v3, 0 = baseline; -1 = none of the clones, which must not
+ * happen), and the highest level the build compiled (4, 3 or 0: setup.py's FASTMLP_SIMD). */
+int fm_simd_level(void);
 int fm_simd_clones(void);
 
 #define REAL float

@@ -12,7 +12,7 @@ static int narrow_enabled = -1; /* -1: not decided yet */
 
 int fm_narrow_available(void)
 {
-    if (narrow_enabled < 0) narrow_enabled = strcmp(fm_simd_level(), "baseline") != 0;
+    if (narrow_enabled < 0) narrow_enabled = fm_simd_level() >= 3;
     return narrow_enabled;
 }
 

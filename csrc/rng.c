@@ -1,4 +1,5 @@
-/* Counter-based random numbers for dropout: deterministic, thread-safe, no state. */
+/* Counter-based random numbers for dropout: deterministic, thread-safe, no state; the
+ * epoch permutation; and what the build compiled (OpenMP, the SIMD levels). */
 #include "fm_internal.h"
 
 #define FM_GOLDEN 0x9E3779B97F4A7C15ULL
@@ -30,10 +31,11 @@ int fm_openmp_enabled(void)
 }
 
 /* The x86-64 feature level whose clones of the FM_MULTIVERSION kernels run here, as the
- * loader chose it: fm_simd_probe is multiversioned like every kernel, and the address its
- * ifunc resolved to is compared with the address of each clone (named by the symbols GCC
- * gives clones; they are local to this file, so this works in a stripped library too).
- * "baseline" is the "default" clone (SSE2), and the only code of a build without clones. */
+ * loader chose it (4, 3, 0, or -1 if the resolved address is no clone's): fm_simd_probe is
+ * multiversioned like every kernel, and the address its ifunc resolved to is compared with
+ * the address of each clone (named by the symbols GCC gives clones; they are local to this
+ * file, so this works in a stripped library too).  0 is the "default" clone (baseline,
+ * SSE2), and the only code of a build without clones. */
 int fm_simd_probe(int x);
 FM_MULTIVERSION int fm_simd_probe(int x) { return x + 1; }
 
@@ -45,18 +47,18 @@ extern int fm_simd_probe_v3(int) __asm__("fm_simd_probe.arch_x86_64_v3");
 extern int fm_simd_probe_v4(int) __asm__("fm_simd_probe.arch_x86_64_v4");
 #endif
 
-const char *fm_simd_level(void)
+int fm_simd_level(void)
 {
     int (*volatile resolved)(int) = fm_simd_probe;
 #if FM_SIMD_CLONES >= 4
-    if (resolved == fm_simd_probe_v4) return "x86-64-v4";
+    if (resolved == fm_simd_probe_v4) return 4;
 #endif
 #if FM_SIMD_CLONES >= 3
-    if (resolved == fm_simd_probe_v3) return "x86-64-v3";
-    if (resolved != fm_simd_probe_default) return "unknown";
+    if (resolved == fm_simd_probe_v3) return 3;
+    if (resolved != fm_simd_probe_default) return -1;
 #endif
     (void)resolved;
-    return "baseline";
+    return 0;
 }
 
 /* The highest level compiled into this build (4, 3 or 0; see fm_internal.h). */

@@ -486,7 +486,7 @@ Examples
             raise ValueError(f"class_weight={self.class_weight!r} gives every sample of y a "
                              "weight of 0; at least one class needs a positive weight")
         if sample_weight is None:
-            return weights.astype(np.float64)
+            return weights
         return sample_weight * weights
 
     def _validation_targets(self, y_val):

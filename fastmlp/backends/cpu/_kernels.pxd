@@ -29,7 +29,7 @@ cdef extern from "fastmlp.h" nogil:
 
     uint64_t fm_dropout_stream(uint64_t seed, uint64_t step, uint64_t layer)
     int fm_openmp_enabled()
-    const char *fm_simd_level()
+    int fm_simd_level()
     int fm_simd_clones()
     void fm_permutation(int64_t n, uint64_t seed, uint64_t epoch, int64_t *out)
 

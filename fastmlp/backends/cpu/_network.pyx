@@ -69,7 +69,7 @@ cdef int64_t SHARD_WIDE_MIN_ROWS = 128
 # spills (v3) or keeps the vectors in memory (baseline, aarch64): the iris-sized step
 # measured 11.3 us on the tiny pass against 2.8 us on the general kernels in the v3 clone
 # (2.4 against 3.1 us in the v4 clone; benchmarks/RESULTS.md, session 13).
-TINY_DEFAULT = fm_simd_level() == b"x86-64-v4"
+TINY_DEFAULT = fm_simd_level() >= 4
 cdef bint TINY_ENABLED = TINY_DEFAULT
 # Batches of at most this many rows multiply through the direct kernels (where the CPU has
 # AVX-512; csrc/gemm_direct_impl.inc), which read W in place: BLAS packs W on every call,
@@ -178,12 +178,15 @@ def openmp_enabled():
     return bool(fm_openmp_enabled())
 
 
+SIMD_LEVEL_NAMES = {4: "x86-64-v4", 3: "x86-64-v3", 0: "baseline"}
+
+
 def simd_level():
     """The x86-64 feature level of the elementwise, loss, optimizer and small-product
     kernels that run on this CPU: ``"x86-64-v4"`` (AVX-512), ``"x86-64-v3"`` (AVX2 + FMA)
     or ``"baseline"`` (SSE2).  The loader picks the highest level that the build compiled
     (:func:`simd_build`) and the CPU supports."""
-    return fm_simd_level().decode()
+    return SIMD_LEVEL_NAMES.get(fm_simd_level(), "unknown")
 
 
 def simd_build():
