@@ -93,12 +93,17 @@ class BuildExt(build_ext):
                 ext.extra_compile_args = ["/O2"]
             else:
                 # -fno-math-errno lets sqrt vectorise; it changes no result (unlike -ffast-math).
+                # -fno-trapping-math: the branch-free selects of csrc/vmath.h vectorise (GCC
+                # would not compute a product it moved into a branch for both sides, in case
+                # it raised an FP exception; fastmlp never enables FP traps).  No result
+                # changes: no reassociation, NaN and signed-zero rules stay.
                 # -ffp-contract=fast: a * b + c as one FMA where the CPU has it (GCC's default
                 # outside strict ISO mode, which -std=c99 would switch off); not -ffast-math.
                 # -fopenmp-simd: the kernels' `omp simd` reductions vectorise even in a build
                 # without OpenMP threads.
                 ext.extra_compile_args = ["-O3", "-std=c99", "-ffp-contract=fast",
                                           "-fno-strict-aliasing", "-fno-math-errno",
+                                          "-fno-trapping-math",
                                           "-fopenmp-simd", "-Wno-unused-function",
                                           "-Wno-unknown-pragmas", "-Wno-psabi"]
             if omp is not None:
@@ -138,7 +143,8 @@ def extensions():
         Extension("fastmlp.backends.cpu._blas", ["fastmlp/backends/cpu/_blas.pyx"], **common),
         Extension("fastmlp.backends.cpu._network",
                   ["fastmlp/backends/cpu/_network.pyx"] + CSRC,
-                  depends=["csrc/fastmlp.h", "csrc/fastmlp_kernels.inc", "csrc/fm_internal.h"]
+                  depends=["csrc/fastmlp.h", "csrc/fastmlp_kernels.inc", "csrc/fm_internal.h",
+                           "csrc/vmath.h"]
                   + [p.replace(".c", "_impl.inc") for p in CSRC if "rng" not in p],
                   **common),
     ]

@@ -214,8 +214,9 @@ def mnist_like(n, rng):
 
 
 # ---- systems -----------------------------------------------------------------------------------
-def fastmlp_epoch_fn(sizes, X, y, batch_size, device="cpu", n_threads=None, momentum=0.9):
-    spec = NetworkSpec(sizes, ("relu",) * (len(sizes) - 2) + ("softmax",),
+def fastmlp_epoch_fn(sizes, X, y, batch_size, device="cpu", n_threads=None, momentum=0.9,
+                     activation="relu"):
+    spec = NetworkSpec(sizes, (activation,) * (len(sizes) - 2) + ("softmax",),
                        loss="categorical_crossentropy", dtype="float32",
                        weight_normalization="n_samples", penalty_normalization="none")
     net = make_network(spec, OptimizerSpec("sgd", 0.01, momentum=momentum), device=device,
@@ -239,15 +240,16 @@ def torch_available():
         return False
 
 
-def torch_epoch_fn(sizes, X, y, batch_size, n_threads):
+def torch_epoch_fn(sizes, X, y, batch_size, n_threads, activation="relu"):
     import torch
     torch.set_num_threads(n_threads)
     torch.manual_seed(0)
+    act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid}[activation]
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(torch.nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU())
+            layers.append(act())
     model = torch.nn.Sequential(*layers)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)

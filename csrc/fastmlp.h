@@ -7,8 +7,7 @@
  * runs a whole epoch without the GIL and calls BLAS for the larger matrix products
  * -> thin Python fronts.
  *
- * Kernels exist for float (suffix _f32) and double (_f64) (fm_tiny_softmax_f32 is
- * float only): the prototypes are
+ * Kernels exist for float (suffix _f32) and double (_f64): the prototypes are
  * written once in fastmlp_kernels.inc with REAL and FM(name), and instantiated twice
  * below.  All matrices are row-major and contiguous; shapes are given as
  * (rows, cols) in the comments: B = rows of a batch, n = units of a layer,
@@ -77,9 +76,10 @@ typedef struct {
 /* 1 and net filled when the network qualifies (for batches of up to `rows` rows), else 0. */
 int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, int64_t rows);
 
-/* P (B, K) OUT = the softmax of the rows of Z (B, K) IN, K <= FM_TINY_WIDTH, as the float
- * tiny pass computes it (a vector exp); both read/written as whole vectors (slack). */
+/* P (B, K) OUT = the softmax of the rows of Z (B, K) IN, K <= FM_TINY_WIDTH, as the tiny
+ * pass computes it (vmath.h's exp); both read/written as whole vectors (slack). */
 void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P);
+void fm_tiny_softmax_f64(int64_t B, int64_t K, const double *Z, double *P);
 
 /* 1 when the small products' narrow kernels (32-byte vectors, gemm_small_impl.inc) run
  * here: in the x86-64-v3/v4 clones; elsewhere the plain loops do.

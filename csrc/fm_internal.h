@@ -6,6 +6,7 @@
 #include <float.h>
 #include <string.h>
 #include "fastmlp.h"
+#include "vmath.h"   /* exp, tanh, sigmoid that vectorise (fm_vexp_f32...) */
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -39,26 +39,28 @@ int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, in
 #define REAL float
 #define REAL_INT int32_t
 #define FM(name) name##_f32
-#define FM_TINY_SOFTMAX 1
 #include "tiny_impl.inc"
-#undef FM_TINY_SOFTMAX
 #undef REAL
 #undef REAL_INT
 #undef FM
 
-/* The softmax of the float pass on its own, for the kernel tests. */
+#define REAL double
+#define REAL_INT int64_t
+#define FM(name) name##_f64
+#include "tiny_impl.inc"
+#undef REAL
+#undef REAL_INT
+#undef FM
+
+/* The softmax of the tiny pass on its own, for the kernel tests. */
 FM_MULTIVERSION
 void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P)
 {
     tiny_softmax_f32(B, K, Z, P);
 }
 
-#define REAL double
-#define REAL_INT int64_t
-#define FM(name) name##_f64
-#define FM_TINY_SOFTMAX 0
-#include "tiny_impl.inc"
-#undef FM_TINY_SOFTMAX
-#undef REAL
-#undef REAL_INT
-#undef FM
+FM_MULTIVERSION
+void fm_tiny_softmax_f64(int64_t B, int64_t K, const double *Z, double *P)
+{
+    tiny_softmax_f64(B, K, Z, P);
+}

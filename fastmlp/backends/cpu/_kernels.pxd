@@ -18,6 +18,7 @@ cdef extern from "fastmlp.h" nogil:
         int64_t size
     int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, int64_t rows)
     void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P)
+    void fm_tiny_softmax_f64(int64_t B, int64_t K, const double *Z, double *P)
 
     int fm_narrow_available()
     int fm_narrow_set_enabled(int enabled)

@@ -656,15 +656,18 @@ cdef void tiny_step(NetC *s, const floating *xb, const floating *yb, const int64
     cdef ShardC *sh = &s.shards[0]
     cdef floating *ws = <floating *> sh.ws
     cdef LayerC *L = &s.layers[s.n_layers - 1]
-    if floating is float:  # the float pass computes a softmax output itself
+    # the pass computes a softmax output itself; other output activations: the general kernel
+    if floating is float:
         tiny_forward_f32(&s.tiny, b, xb, <float *> s.params, <float *> s.tw, ws + L.z_off,
                          ws + L.a_off if L.act == FM_SOFTMAX else NULL)
-        if L.act != FM_SOFTMAX:
-            bias_act_forward_f32(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
     else:
         tiny_forward_f64(&s.tiny, b, xb, <double *> s.params, <double *> s.tw, ws + L.z_off,
-                         NULL)
-        bias_act_forward_f64(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
+                         ws + L.a_off if L.act == FM_SOFTMAX else NULL)
+    if L.act != FM_SOFTMAX:
+        if floating is float:
+            bias_act_forward_f32(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
+        else:
+            bias_act_forward_f64(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
     sh.loss = output_loss(s, sh, b, yb, lb, wb, norm, s.track_metrics, 1, dummy)
     sh.grads_zeroed = False  # the tiny backward overwrites every gradient
     if floating is float:
@@ -1631,16 +1634,20 @@ def kernel_direct_gemm_nt_act(floating[:, ::1] A, floating[:, ::1] B, Z, floatin
     return out
 
 
-def kernel_tiny_softmax(float[:, ::1] Z):
-    """The softmax of the float tiny pass (vector exp) of Z (B, K <= 16), as a new array."""
+def kernel_tiny_softmax(floating[:, ::1] Z):
+    """The softmax of the tiny pass (vmath.h's exp) of Z (B, K <= 16), as a new array."""
     cdef int64_t B = Z.shape[0], K = Z.shape[1]
     if not 1 <= K <= FM_TINY_WIDTH:
         raise ValueError(f"K must be in [1, {FM_TINY_WIDTH}]; got {K}")
-    zs = np.zeros(B * K + FASTMLP_SLACK, dtype=np.float32)
+    dtype = np.float32 if floating is float else np.float64
+    zs = np.zeros(B * K + FASTMLP_SLACK, dtype=dtype)
     zs[:B * K] = np.asarray(Z).ravel()
-    ps = np.zeros(B * K + FASTMLP_SLACK, dtype=np.float32)
-    cdef float[::1] z = zs
-    cdef float[::1] p = ps
+    ps = np.zeros(B * K + FASTMLP_SLACK, dtype=dtype)
+    cdef floating[::1] z = zs
+    cdef floating[::1] p = ps
     if B > 0:
-        fm_tiny_softmax_f32(B, K, &z[0], &p[0])
+        if floating is float:
+            fm_tiny_softmax_f32(B, K, &z[0], &p[0])
+        else:
+            fm_tiny_softmax_f64(B, K, &z[0], &p[0])
     return ps[:B * K].reshape(B, K)

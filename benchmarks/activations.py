@@ -1,0 +1,44 @@
+"""784-500-500-10 with relu, tanh or sigmoid hidden layers: fastmlp against PyTorch, in one
+process, time per training step (SGD momentum 0.9, float32, 2 threads, MNIST when
+../shared/data/mnist.npz is there).  For comparing a change to the elementwise kernels:
+run it for two checkouts in alternating processes and compare the ratios::
+
+    for r in 1 2 3; do for d in /tmp/before .; do
+        python benchmarks/activations.py $d; done; done
+
+Each line: checkout, batch size, activation, fastmlp and PyTorch ms per step (best of 4
+interleaved rounds) and their ratio (benchmarks/RESULTS.md, session 14, has the numbers).
+"""
+import sys
+import time
+
+import numpy as np
+
+
+def main(checkout):
+    sys.path.insert(0, checkout)
+    from benchmarks.report import fastmlp_epoch_fn, mnist_like, torch_epoch_fn
+    rng = np.random.default_rng(0)
+    X, y, _ = mnist_like(60000, rng)
+    sizes = (784, 500, 500, 10)
+    for batch_size, rows in [(32, 4096), (128, 8192), (512, 16384)]:
+        for activation in ("relu", "tanh", "sigmoid"):
+            runs = {
+                "fastmlp": fastmlp_epoch_fn(sizes, X[:rows], y[:rows], batch_size, n_threads=2,
+                                            activation=activation)[0],
+                "torch": torch_epoch_fn(sizes, X[:rows], y[:rows].astype(np.int64), batch_size,
+                                        2, activation=activation)[0]}
+            best = dict.fromkeys(runs, np.inf)
+            for _ in range(4):
+                for name, run in runs.items():
+                    t = time.perf_counter()
+                    run()
+                    best[name] = min(best[name],
+                                     (time.perf_counter() - t) / (rows / batch_size) * 1e3)
+            print(f"{checkout} b{batch_size} {activation}: fastmlp {best['fastmlp']:.3f} ms "
+                  f"torch {best['torch']:.3f} ms ratio {best['torch'] / best['fastmlp']:.2f}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else ".")
