@@ -76,10 +76,6 @@ typedef struct {
 /* 1 and net filled when the network qualifies (for batches of up to `rows` rows), else 0. */
 int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, int64_t rows);
 
-/* P (B, K) OUT = the softmax of the rows of Z (B, K) IN, K <= FM_TINY_WIDTH, as the tiny
- * pass computes it (vmath.h's exp); both read/written as whole vectors (slack). */
-void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P);
-void fm_tiny_softmax_f64(int64_t B, int64_t K, const double *Z, double *P);
 
 /* 1 when the small products' narrow kernels (32-byte vectors, gemm_small_impl.inc) run
  * here: in the x86-64-v3/v4 clones; elsewhere the plain loops do.

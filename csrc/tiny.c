@@ -51,16 +51,3 @@ int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, in
 #undef REAL
 #undef REAL_INT
 #undef FM
-
-/* The softmax of the tiny pass on its own, for the kernel tests. */
-FM_MULTIVERSION
-void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P)
-{
-    tiny_softmax_f32(B, K, Z, P);
-}
-
-FM_MULTIVERSION
-void fm_tiny_softmax_f64(int64_t B, int64_t K, const double *Z, double *P)
-{
-    tiny_softmax_f64(B, K, Z, P);
-}

@@ -42,7 +42,8 @@ def test_gemm_rowmajor_refuses_readonly_output():
 @pytest.mark.parametrize("narrow", [True, False], ids=["narrow-kernels", "plain-loops"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["nn", "tn", "nt"])
-@pytest.mark.parametrize("shape", [(1, 1, 1), (32, 10, 4), (3, 17, 9), (7, 16, 5)])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (32, 10, 4), (3, 17, 9), (7, 16, 5), (5, 9, 3),
+                                   (33, 13, 6)])
 def test_small_gemm_kernels_match_numpy(dtype, kind, shape, narrow, rng):
     # both paths on every build: the narrow kernels (32-byte vectors; by default only in
     # the x86-64-v3/v4 clones) and the plain loops that replace them elsewhere

@@ -118,3 +118,39 @@ def test_vector_math_special_values(dtype):
     x = np.array([[ln_tiny + 0.2, ln_tiny - 1.0]], dtype=dtype)
     got = kernel_bias_act_forward(x, None, "exp")
     assert got[0, 0] == tiny and got[0, 1] == 0.0
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 10, 16])
+def test_softmax_is_accurate(K, rng):
+    # the fast kernel (vmath.h's exp over the block) on rows of few classes, as the tiny
+    # networks' outputs; spreads from 0.01 to 200: probabilities from ~1/K down into the
+    # subnormals and 0
+    Z = (rng.normal(size=(500, K)) * np.geomspace(0.01, 200, 500)[:, None]).astype(np.float32)
+    P = kernel_bias_act_forward(Z, None, "softmax")
+    z = Z.astype(np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    ref = e / e.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-6)
+    assert (P >= 0).all()
+    # a few float32 ulps (2^-23 = 1.2e-7) while z - max is small; further out the float32
+    # rounding of z - max itself (|z - max| ulps) dominates, as it would for any float exp
+    near = ref > 1e-2
+    np.testing.assert_allclose(P[near], ref[near], rtol=4e-7)
+    mid = (ref > 1e-6) & ~near
+    np.testing.assert_allclose(P[mid], ref[mid], rtol=1.5e-6)
+    far = (ref > 1e-30) & (ref <= 1e-6)
+    np.testing.assert_allclose(P[far], ref[far], rtol=1e-5)
+    assert (P[ref <= 1e-30] <= 2e-30).all() and (P >= 0).all()
+
+
+@pytest.mark.parametrize("K", [1, 3, 10, 16])
+def test_softmax_is_accurate_float64(K, rng):
+    Z = rng.normal(size=(500, K)) * np.geomspace(0.01, 800, 500)[:, None]
+    P = kernel_bias_act_forward(Z, None, "softmax")
+    e = np.exp(Z - Z.max(axis=1, keepdims=True))
+    ref = e / e.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-14)
+    # float64 z - max is exact enough here that the few-ulp exp shows directly
+    big = ref > 1e-300
+    np.testing.assert_allclose(P[big], ref[big], rtol=1e-14)
+    np.testing.assert_array_equal(P[ref == 0], 0.0)

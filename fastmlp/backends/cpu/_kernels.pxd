@@ -17,8 +17,6 @@ cdef extern from "fastmlp.h" nogil:
         int n_layers
         int64_t size
     int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, int64_t rows)
-    void fm_tiny_softmax_f32(int64_t B, int64_t K, const float *Z, float *P)
-    void fm_tiny_softmax_f64(int64_t B, int64_t K, const double *Z, double *P)
 
     int fm_narrow_available()
     int fm_narrow_set_enabled(int enabled)
@@ -82,8 +80,8 @@ cdef extern from "fastmlp.h" nogil:
     void gather_rows_f32(int64_t B, int64_t d, const float *X, const int64_t *idx, float *out)
     void gather_rows_f64(int64_t B, int64_t d, const double *X, const int64_t *idx, double *out)
 
-    void tiny_forward_f32(const fm_tiny_net *net, int64_t B, const float *X, const float *params, float *tw, float *Z, float *P)
-    void tiny_forward_f64(const fm_tiny_net *net, int64_t B, const double *X, const double *params, double *tw, double *Z, double *P)
+    void tiny_forward_f32(const fm_tiny_net *net, int64_t B, const float *X, const float *params, float *tw, float *Z)
+    void tiny_forward_f64(const fm_tiny_net *net, int64_t B, const double *X, const double *params, double *tw, double *Z)
     void tiny_backward_f32(const fm_tiny_net *net, int64_t B, const float *X, float *tw, const float *G, float *grads)
     void tiny_backward_f64(const fm_tiny_net *net, int64_t B, const double *X, double *tw, const double *G, double *grads)
 

@@ -68,9 +68,12 @@ cdef int64_t SHARD_WIDE_MIN_ROWS = 128
 # register.  Any other clone splits each vector over 2 or 4 registers, and GCC then
 # spills (v3) or keeps the vectors in memory (baseline, aarch64): the iris-sized step
 # measured 11.3 us on the tiny pass against 2.8 us on the general kernels in the v3 clone
-# (2.4 against 3.1 us in the v4 clone; benchmarks/RESULTS.md, session 13).
+# (2.4 against 3.1 us in the v4 clone; benchmarks/RESULTS.md, session 13).  Float32 only:
+# a row of 16 doubles is two registers even there, and the general kernels, whose narrow
+# products hold rows of up to 16 doubles in four 32-byte vectors, train the float64
+# iris-sized network 2.3x faster (3.8 against 8.9 us; session 14).
 TINY_DEFAULT = fm_simd_level() >= 4
-cdef bint TINY_ENABLED = TINY_DEFAULT
+cdef int TINY_FORCED = -1   # -1: the default (TINY_DEFAULT, float32 networks); 0 / 1: forced
 # Batches of at most this many rows multiply through the direct kernels (where the CPU has
 # AVX-512; csrc/gemm_direct_impl.inc), which read W in place: BLAS packs W on every call,
 # which for short batches costs about as much as the arithmetic (benchmarks/RESULTS.md).
@@ -117,12 +120,13 @@ def set_shard_min_work(int64_t work):
 
 def set_tiny_path(enabled):
     """Use the fused pass for tiny networks when they qualify: True / False force it on /
-    off (for benchmarks and tests, which compare both paths), None restores the default
-    (on where the x86-64-v4 clones run, see TINY_DEFAULT).  Returns the previous value."""
-    global TINY_ENABLED
-    previous = TINY_ENABLED
-    TINY_ENABLED = TINY_DEFAULT if enabled is None else bool(enabled)
-    return bool(previous)
+    off for every dtype (for benchmarks and tests, which compare both paths), None restores
+    the default (float32 networks, where the x86-64-v4 clones run: see TINY_DEFAULT).
+    Returns the previous setting (None: the default)."""
+    global TINY_FORCED
+    previous = None if TINY_FORCED < 0 else bool(TINY_FORCED)
+    TINY_FORCED = -1 if enabled is None else int(bool(enabled))
+    return previous
 
 
 def set_narrow_kernels(enabled):
@@ -242,6 +246,7 @@ cdef struct NetC:
     int64_t xb_off, yb_off, wb_off      # workspace: gathered X, Y, w of a batch
     int64_t *lb                         # gathered labels (ws_rows)
     bint tiny_shape                     # the network qualifies for the fused tiny pass
+    bint tiny_default                   # ... and takes it by default (TINY_DEFAULT, float32)
     fm_tiny_net tiny                    # its plan (for ws_rows rows) ...
     void *tw                            # ... and workspace, or NULL
     # optimizer
@@ -640,7 +645,8 @@ cdef void shard_step(NetC *s, int k, int n_shards, const floating *xb, const flo
 
 cdef inline bint tiny_batch_fits(NetC *s, int64_t b) noexcept nogil:
     """Does a batch of b rows qualify for the fused pass of a tiny network?"""
-    return TINY_ENABLED and s.tiny_shape and b * s.max_layer_macs <= SMALL_GEMM_WORK
+    cdef bint enabled = s.tiny_default if TINY_FORCED < 0 else TINY_FORCED
+    return enabled and s.tiny_shape and b * s.max_layer_macs <= SMALL_GEMM_WORK
 
 
 cdef inline bint batch_is_tiny(NetC *s, int64_t b) noexcept nogil:
@@ -656,18 +662,12 @@ cdef void tiny_step(NetC *s, const floating *xb, const floating *yb, const int64
     cdef ShardC *sh = &s.shards[0]
     cdef floating *ws = <floating *> sh.ws
     cdef LayerC *L = &s.layers[s.n_layers - 1]
-    # the pass computes a softmax output itself; other output activations: the general kernel
     if floating is float:
-        tiny_forward_f32(&s.tiny, b, xb, <float *> s.params, <float *> s.tw, ws + L.z_off,
-                         ws + L.a_off if L.act == FM_SOFTMAX else NULL)
+        tiny_forward_f32(&s.tiny, b, xb, <float *> s.params, <float *> s.tw, ws + L.z_off)
+        bias_act_forward_f32(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
     else:
-        tiny_forward_f64(&s.tiny, b, xb, <double *> s.params, <double *> s.tw, ws + L.z_off,
-                         ws + L.a_off if L.act == FM_SOFTMAX else NULL)
-    if L.act != FM_SOFTMAX:
-        if floating is float:
-            bias_act_forward_f32(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
-        else:
-            bias_act_forward_f64(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
+        tiny_forward_f64(&s.tiny, b, xb, <double *> s.params, <double *> s.tw, ws + L.z_off)
+        bias_act_forward_f64(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
     sh.loss = output_loss(s, sh, b, yb, lb, wb, norm, s.track_metrics, 1, dummy)
     sh.grads_zeroed = False  # the tiny backward overwrites every gradient
     if floating is float:
@@ -1081,6 +1081,7 @@ cdef class Engine:
         self.s.tw = NULL
         self.s.tiny_shape = (self._plan_tiny(1) and
                              all(self.s.layers[l].rate == 0 for l in range(n_layers)))
+        self.s.tiny_default = TINY_DEFAULT and self.is_f32
         self.s.n_features = layer_sizes[0]
         self.s.n_outputs = layer_sizes[n_layers]
         self.s.loss = LOSS_CODES[loss]
@@ -1632,22 +1633,3 @@ def kernel_direct_gemm_nt_act(floating[:, ::1] A, floating[:, ::1] B, Z, floatin
     if not _guards_intact(storage, M * N):
         raise RuntimeError(f"direct nt kernel wrote outside C ({M}x{N}x{K})")
     return out
-
-
-def kernel_tiny_softmax(floating[:, ::1] Z):
-    """The softmax of the tiny pass (vmath.h's exp) of Z (B, K <= 16), as a new array."""
-    cdef int64_t B = Z.shape[0], K = Z.shape[1]
-    if not 1 <= K <= FM_TINY_WIDTH:
-        raise ValueError(f"K must be in [1, {FM_TINY_WIDTH}]; got {K}")
-    dtype = np.float32 if floating is float else np.float64
-    zs = np.zeros(B * K + FASTMLP_SLACK, dtype=dtype)
-    zs[:B * K] = np.asarray(Z).ravel()
-    ps = np.zeros(B * K + FASTMLP_SLACK, dtype=dtype)
-    cdef floating[::1] z = zs
-    cdef floating[::1] p = ps
-    if B > 0:
-        if floating is float:
-            fm_tiny_softmax_f32(B, K, &z[0], &p[0])
-        else:
-            fm_tiny_softmax_f64(B, K, &z[0], &p[0])
-    return ps[:B * K].reshape(B, K)
