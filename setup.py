@@ -144,7 +144,7 @@ def extensions():
         Extension("fastmlp.backends.cpu._network",
                   ["fastmlp/backends/cpu/_network.pyx"] + CSRC,
                   depends=["csrc/fastmlp.h", "csrc/fastmlp_kernels.inc", "csrc/fm_internal.h",
-                           "csrc/vmath.h"]
+                           "csrc/vmath.h", "csrc/vmath_impl.inc"]
                   + [p.replace(".c", "_impl.inc") for p in CSRC if "rng" not in p],
                   **common),
     ]

@@ -27,7 +27,10 @@
  * sigmoid(x) = n / (1 + e), e = exp(-|x|) (never overflows), n = 1 for x >= 0 and e below:
  * one division.  P and Q are near-minimax
  * polynomials (mpmath.chebyfit of (exp(r) - 1 - r) / r^2 on [-ln 2 / 2, ln 2 / 2] and of
- * (tanh(x) / x - 1) / x^2 in s on [0, 0.625^2]); csrc/vmath_fit.py prints them. */
+ * (tanh(x) / x - 1) / x^2 in s on [0, 0.625^2]); csrc/vmath_fit.py prints them.
+ *
+ * One body for both types (vmath_impl.inc, like the other kernels' templates), instantiated
+ * below with each type's constants: fm_vexp_f32 / fm_vexp_f64 and so on. */
 #ifndef FM_VMATH_H
 #define FM_VMATH_H
 
@@ -37,132 +40,83 @@
 
 #define FM_VMATH_INLINE static inline __attribute__((always_inline))
 
-/* ---- float ---------------------------------------------------------------------------- */
+/* float: exp(88.7228394) rounds to inf (FLT_MAX ~ exp(88.72284)) and exp(-103.972084) to 0
+ * (half the least subnormal); ln 2 = 0.693359375 (9 bits: exact products with k) -
+ * 2.12194440e-4; P degree 5, Q degree 4 */
+static const float FM_VM_P_F32[] = {1.98909809e-4f, 1.3933641e-3f, 8.33331093e-3f,
+                                    4.1666465e-2f, 1.66666667e-1f, 5.00000001e-1f};
+static const float FM_VM_Q_F32[] = {-6.09671417e-3f, 2.0997179e-2f, -5.38509096e-2f,
+                                    1.33327697e-1f, -3.33333289e-1f};
+#define REAL float
+#define REAL_BITS int32_t
+#define FM(name) name##_f32
+#define FM_VM_EXP_HI 88.7228394f
+#define FM_VM_EXP_LO -103.972084f
+#define FM_VM_LOG2E 1.44269504f
+#define FM_VM_LN2_HI 0.693359375f
+#define FM_VM_LN2_LO -2.12194440e-4f
+#define FM_VM_SHIFTER 12582912.0f           /* 1.5 * 2^23: x + it - it rounds x to integer */
+#define FM_VM_MANT_BITS 23
+#define FM_VM_COPYSIGN copysignf
+#define FM_VM_EXP_BIAS 127
+#define FM_VM_P FM_VM_P_F32
+#define FM_VM_Q FM_VM_Q_F32
+#include "vmath_impl.inc"
+#undef REAL
+#undef REAL_BITS
+#undef FM
+#undef FM_VM_EXP_HI
+#undef FM_VM_EXP_LO
+#undef FM_VM_LOG2E
+#undef FM_VM_LN2_HI
+#undef FM_VM_LN2_LO
+#undef FM_VM_SHIFTER
+#undef FM_VM_MANT_BITS
+#undef FM_VM_COPYSIGN
+#undef FM_VM_EXP_BIAS
+#undef FM_VM_P
+#undef FM_VM_Q
 
-/* 2^k for k in [-126, 127], from the exponent bits */
-FM_VMATH_INLINE float fm_pow2i_f32(int32_t k)
-{
-    const int32_t bits = (k + 127) << 23;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-FM_VMATH_INLINE float fm_vexp_f32(float x)
-{
-    const float hi = 88.7228394f;     /* exp(hi) rounds to inf (FLT_MAX ~ exp(88.72284)) */
-    const float lo = -103.972084f;    /* exp(lo) rounds to 0 (half the least subnormal) */
-    float xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
-    xc = x == x ? xc : 0.0f;          /* a NaN computes on 0 and is put back at the end */
-    const float shifter = 12582912.0f;                    /* 1.5 * 2^23: rounds to integer */
-    const float kf = (xc * 1.44269504f + shifter) - shifter;  /* round(x / ln 2) */
-    const int32_t k = (int32_t)kf;
-    float r = xc - kf * 0.693359375f;                     /* ln 2 = 0.693359375 ... */
-    r = r - kf * -2.12194440e-4f;                         /* ... - 2.12194440e-4 */
-    float p = 1.98909809e-4f;
-    p = p * r + 1.3933641e-3f;
-    p = p * r + 8.33331093e-3f;
-    p = p * r + 4.1666465e-2f;
-    p = p * r + 1.66666667e-1f;
-    p = p * r + 5.00000001e-1f;
-    p = p * (r * r) + r + 1.0f;
-    const int32_t k1 = k / 2;
-    float y = p * fm_pow2i_f32(k1) * fm_pow2i_f32(k - k1);
-    y = x > hi ? (float)INFINITY : y;
-    y = x < lo ? 0.0f : y;
-    return x == x ? y : x;
-}
-
-FM_VMATH_INLINE float fm_vsigmoid_f32(float x)
-{
-    const float e = fm_vexp_f32(x < 0 ? x : -x);   /* exp(-|x|), in (0, 1] */
-    const float num = x >= 0 ? 1.0f : (x < 0 ? e : x);   /* the last: NaN */
-    return num / (1.0f + e);
-}
-
-FM_VMATH_INLINE float fm_vtanh_f32(float x)
-{
-    const float ax = x < 0 ? -x : x;
-    const float s = ax * ax;
-    float q = -6.09671417e-3f;
-    q = q * s + 2.0997179e-2f;
-    q = q * s + -5.38509096e-2f;
-    q = q * s + 1.33327697e-1f;
-    q = q * s + -3.33333289e-1f;
-    const float small = ax + ax * s * q;
-    const float large = 1.0f - 2.0f / (fm_vexp_f32(2.0f * ax) + 1.0f);
-    return copysignf(ax < 0.625f ? small : large, x);  /* a NaN: large, which is NaN */
-}
-
-/* ---- double --------------------------------------------------------------------------- */
-
-/* 2^k for k in [-1022, 1023] */
-FM_VMATH_INLINE double fm_pow2i_f64(int32_t k)
-{
-    const int64_t bits = (int64_t)(k + 1023) << 52;
-    double f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-FM_VMATH_INLINE double fm_vexp_f64(double x)
-{
-    const double hi = 709.782712893384;     /* exp(hi) rounds to inf */
-    const double lo = -745.1332191019412;   /* exp(lo) rounds to 0 */
-    double xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
-    xc = x == x ? xc : 0.0;
-    const double shifter = 6755399441055744.0;             /* 1.5 * 2^52 */
-    const double kf = (xc * 1.4426950408889634 + shifter) - shifter;
-    const int32_t k = (int32_t)kf;
-    double r = xc - kf * 6.93147180369123816490e-01;      /* ln 2, high 32 bits */
-    r = r - kf * 1.90821492927058770002e-10;              /* ln 2, the rest */
-    double p = 2.0914679376583935e-9;
-    p = p * r + 2.5105206373957011e-8;
-    p = p * r + 2.7557273661348636e-7;
-    p = p * r + 2.7557255425746434e-6;
-    p = p * r + 2.4801587325533364e-5;
-    p = p * r + 1.9841269874800492e-4;
-    p = p * r + 1.3888888888883752e-3;
-    p = p * r + 8.3333333333261409e-3;
-    p = p * r + 4.166666666666667e-2;
-    p = p * r + 1.6666666666666671e-1;
-    p = p * r + 5.0e-1;
-    p = p * (r * r) + r + 1.0;
-    const int32_t k1 = k / 2;
-    double y = p * fm_pow2i_f64(k1) * fm_pow2i_f64(k - k1);
-    y = x > hi ? (double)INFINITY : y;
-    y = x < lo ? 0.0 : y;
-    return x == x ? y : x;
-}
-
-FM_VMATH_INLINE double fm_vsigmoid_f64(double x)
-{
-    const double e = fm_vexp_f64(x < 0 ? x : -x);
-    const double num = x >= 0 ? 1.0 : (x < 0 ? e : x);   /* the last: NaN */
-    return num / (1.0 + e);
-}
-
-FM_VMATH_INLINE double fm_vtanh_f64(double x)
-{
-    const double ax = x < 0 ? -x : x;
-    const double s = ax * ax;
-    double q = 6.4851634827931131e-6;
-    q = q * s + -3.12011014257974e-5;
-    q = q * s + 9.2571161295567683e-5;
-    q = q * s + -2.375906496055562e-4;
-    q = q * s + 5.8966065777570433e-4;
-    q = q * s + -1.4557754120478055e-3;
-    q = q * s + 3.5921217511549623e-3;
-    q = q * s + -8.8632351032408779e-3;
-    q = q * s + 2.1869488519008306e-2;
-    q = q * s + -5.3968253967896992e-2;
-    q = q * s + 1.3333333333333042e-1;
-    q = q * s + -3.3333333333333333e-1;
-    const double small = ax + ax * s * q;
-    const double large = 1.0 - 2.0 / (fm_vexp_f64(2.0 * ax) + 1.0);
-    return copysign(ax < 0.625 ? small : large, x);
-}
+/* double: the same edges for double; ln 2 in its high 32 bits + the rest; P degree 10,
+ * Q degree 11 */
+static const double FM_VM_P_F64[] = {
+    2.0914679376583935e-9, 2.5105206373957011e-8, 2.7557273661348636e-7,
+    2.7557255425746434e-6, 2.4801587325533364e-5, 1.9841269874800492e-4,
+    1.3888888888883752e-3, 8.3333333333261409e-3, 4.166666666666667e-2,
+    1.6666666666666671e-1, 5.0e-1};
+static const double FM_VM_Q_F64[] = {
+    6.4851634827931131e-6, -3.12011014257974e-5, 9.2571161295567683e-5,
+    -2.375906496055562e-4, 5.8966065777570433e-4, -1.4557754120478055e-3,
+    3.5921217511549623e-3, -8.8632351032408779e-3, 2.1869488519008306e-2,
+    -5.3968253967896992e-2, 1.3333333333333042e-1, -3.3333333333333333e-1};
+#define REAL double
+#define REAL_BITS int64_t
+#define FM(name) name##_f64
+#define FM_VM_EXP_HI 709.782712893384
+#define FM_VM_EXP_LO -745.1332191019412
+#define FM_VM_LOG2E 1.4426950408889634
+#define FM_VM_LN2_HI 6.93147180369123816490e-01
+#define FM_VM_LN2_LO 1.90821492927058770002e-10
+#define FM_VM_SHIFTER 6755399441055744.0    /* 1.5 * 2^52 */
+#define FM_VM_MANT_BITS 52
+#define FM_VM_COPYSIGN copysign
+#define FM_VM_EXP_BIAS 1023
+#define FM_VM_P FM_VM_P_F64
+#define FM_VM_Q FM_VM_Q_F64
+#include "vmath_impl.inc"
+#undef REAL
+#undef REAL_BITS
+#undef FM
+#undef FM_VM_EXP_HI
+#undef FM_VM_EXP_LO
+#undef FM_VM_LOG2E
+#undef FM_VM_LN2_HI
+#undef FM_VM_LN2_LO
+#undef FM_VM_SHIFTER
+#undef FM_VM_MANT_BITS
+#undef FM_VM_COPYSIGN
+#undef FM_VM_EXP_BIAS
+#undef FM_VM_P
+#undef FM_VM_Q
 
 #endif
