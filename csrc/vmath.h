@@ -61,21 +61,7 @@ static const float FM_VM_Q_F32[] = {-6.09671417e-3f, 2.0997179e-2f, -5.38509096e
 #define FM_VM_EXP_BIAS 127
 #define FM_VM_P FM_VM_P_F32
 #define FM_VM_Q FM_VM_Q_F32
-#include "vmath_impl.inc"
-#undef REAL
-#undef REAL_BITS
-#undef FM
-#undef FM_VM_EXP_HI
-#undef FM_VM_EXP_LO
-#undef FM_VM_LOG2E
-#undef FM_VM_LN2_HI
-#undef FM_VM_LN2_LO
-#undef FM_VM_SHIFTER
-#undef FM_VM_MANT_BITS
-#undef FM_VM_COPYSIGN
-#undef FM_VM_EXP_BIAS
-#undef FM_VM_P
-#undef FM_VM_Q
+#include "vmath_impl.inc"   /* undefines these parameters */
 
 /* double: the same edges for double; ln 2 in its high 32 bits + the rest; P degree 10,
  * Q degree 11 */
@@ -103,20 +89,6 @@ static const double FM_VM_Q_F64[] = {
 #define FM_VM_EXP_BIAS 1023
 #define FM_VM_P FM_VM_P_F64
 #define FM_VM_Q FM_VM_Q_F64
-#include "vmath_impl.inc"
-#undef REAL
-#undef REAL_BITS
-#undef FM
-#undef FM_VM_EXP_HI
-#undef FM_VM_EXP_LO
-#undef FM_VM_LOG2E
-#undef FM_VM_LN2_HI
-#undef FM_VM_LN2_LO
-#undef FM_VM_SHIFTER
-#undef FM_VM_MANT_BITS
-#undef FM_VM_COPYSIGN
-#undef FM_VM_EXP_BIAS
-#undef FM_VM_P
-#undef FM_VM_Q
+#include "vmath_impl.inc"   /* undefines these parameters */
 
 #endif
