@@ -1,11 +1,11 @@
 /* exp, sigmoid and tanh written so that GCC vectorises the loops that call them.
  *
  * libm's exp and tanh are calls, one element at a time: the 784-500-500-10 network with
- * tanh layers took 12.2 ms a step at batch 512 against 7.0 ms with relu, 0.65x PyTorch
- * (which vectorises them); 8.2 ms with these (benchmarks/RESULTS.md, session 14).  They
- * are branch-free (both sides of every choice are computed and one is selected), call
- * nothing and inline, so a loop `a[j] = fm_vtanh_f32(a[j])` becomes 16 lanes per
- * instruction in the AVX-512 clone, 8 in the AVX2 one and 4 in the baseline.
+ * tanh layers took 12.4 ms a step at batch 512 against 7.1 ms with relu, 0.66-0.68x
+ * PyTorch (which vectorises them); 7.4 ms with these (benchmarks/RESULTS.md, session
+ * 14).  They are branch-free (both sides of every choice are computed and one is
+ * selected), call nothing and inline, so a loop `a[j] = fm_vtanh_f32(a[j])` becomes 16
+ * lanes per instruction in the AVX-512 clone, 8 in the AVX2 one and 4 in the baseline.
  *
  * Accuracy, in units in the last place of the correctly rounded result (measured over
  * every float32 in [-110, 100] and 10^7 float64 against long double; tests/test_kernels.py
@@ -25,9 +25,9 @@
  * tanh(|x|) = 1 - 2 / (exp(2|x|) + 1) for |x| >= 0.625, and |x| + |x| s Q(s), s = x^2,
  * below it, where the subtraction would cancel; the sign of x is put back (tanh(-0) = -0).
  * sigmoid(x) = n / (1 + e), e = exp(-|x|) (never overflows), n = 1 for x >= 0 and e below:
- * one division.  P and Q are near-minimax
- * polynomials (mpmath.chebyfit of (exp(r) - 1 - r) / r^2 on [-ln 2 / 2, ln 2 / 2] and of
- * (tanh(x) / x - 1) / x^2 in s on [0, 0.625^2]); csrc/vmath_fit.py prints them.
+ * one division.  P and Q are near-minimax polynomials (mpmath.chebyfit of
+ * (exp(r) - 1 - r) / r^2 on [-ln 2 / 2, ln 2 / 2] and of (tanh(x) / x - 1) / x^2 in s on
+ * [0, 0.625^2]); csrc/vmath_fit.py prints them.
  *
  * One body for both types (vmath_impl.inc, like the other kernels' templates), instantiated
  * below with each type's constants: fm_vexp_f32 / fm_vexp_f64 and so on. */
