@@ -67,17 +67,6 @@ def _openmp_flags(compiler):
 class BuildExt(build_ext):
     def build_extensions(self):
         omp = _openmp_flags(self.compiler)
-        # setuptools rebuilds an extension only when a source is newer than it: a build
-        # directory left by another FASTMLP_SIMD or FASTMLP_NO_OPENMP would be linked as
-        # it is.  The configuration (the macros, and OpenMP) is stamped there, and a
-        # different one rebuilds all.
-        config = f"macros={self.extensions[0].define_macros} openmp={omp is not None}\n"
-        stamp = os.path.join(self.build_temp, "fastmlp-build-config")
-        try:
-            with open(stamp) as f:
-                self.force = self.force or f.read() != config
-        except OSError:
-            self.force = True
         if omp is None and os.environ.get("FASTMLP_NO_OPENMP", "") not in ("", "0"):
             print("fastmlp: building without OpenMP (FASTMLP_NO_OPENMP is set)",
                   file=sys.stderr)
@@ -109,6 +98,19 @@ class BuildExt(build_ext):
             if omp is not None:
                 ext.extra_compile_args += omp[0]
                 ext.extra_link_args = list(ext.extra_link_args or []) + omp[1]
+        # setuptools rebuilds an extension only when a source is newer than it: a build
+        # directory left by another FASTMLP_SIMD, FASTMLP_NO_OPENMP or set of compiler flags
+        # would be linked as it is.  The configuration (the macros and each extension's
+        # flags) is stamped there, and a different one rebuilds all.
+        config = "".join(f"{ext.name}: macros={ext.define_macros} "
+                         f"cflags={ext.extra_compile_args} ldflags={ext.extra_link_args}\n"
+                         for ext in self.extensions)
+        stamp = os.path.join(self.build_temp, "fastmlp-build-config")
+        try:
+            with open(stamp) as f:
+                self.force = self.force or f.read() != config
+        except OSError:
+            self.force = True
         super().build_extensions()
         os.makedirs(self.build_temp, exist_ok=True)
         with open(stamp, "w") as f:

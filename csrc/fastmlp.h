@@ -76,7 +76,6 @@ typedef struct {
 /* 1 and net filled when the network qualifies (for batches of up to `rows` rows), else 0. */
 int fm_tiny_plan(fm_tiny_net *net, int n_layers, const fm_tiny_layer *layers, int64_t rows);
 
-
 /* 1 when the small products' narrow kernels (32-byte vectors, gemm_small_impl.inc) run
  * here: in the x86-64-v3/v4 clones; elsewhere the plain loops do.
  * fm_narrow_set_enabled(0 / 1) forces them off / on (tests, benchmarks), (-1) restores the
