@@ -10,14 +10,14 @@ Each line: checkout, batch size, activation, fastmlp and PyTorch ms per step (be
 interleaved rounds) and their ratio (benchmarks/RESULTS.md, session 14, has the numbers).
 """
 import sys
-import time
 
 import numpy as np
 
 
 def main(checkout):
     sys.path.insert(0, checkout)
-    from benchmarks.report import fastmlp_epoch_fn, mnist_like, torch_epoch_fn
+    from benchmarks.report import (fastmlp_epoch_fn, interleaved_best, mnist_like,
+                                   torch_epoch_fn)
     rng = np.random.default_rng(0)
     X, y, _ = mnist_like(60000, rng)
     sizes = (784, 500, 500, 10)
@@ -28,13 +28,8 @@ def main(checkout):
                                             activation=activation)[0],
                 "torch": torch_epoch_fn(sizes, X[:rows], y[:rows].astype(np.int64), batch_size,
                                         2, activation=activation)[0]}
-            best = dict.fromkeys(runs, np.inf)
-            for _ in range(4):
-                for name, run in runs.items():
-                    t = time.perf_counter()
-                    run()
-                    best[name] = min(best[name],
-                                     (time.perf_counter() - t) / (rows / batch_size) * 1e3)
+            best = interleaved_best(runs, repeats=4, warmup=0,
+                                    scale=dict.fromkeys(runs, 1e3 * batch_size / rows))
             print(f"{checkout} b{batch_size} {activation}: fastmlp {best['fastmlp']:.3f} ms "
                   f"torch {best['torch']:.3f} ms ratio {best['torch'] / best['fastmlp']:.2f}",
                   flush=True)
