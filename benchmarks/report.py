@@ -244,7 +244,11 @@ def torch_epoch_fn(sizes, X, y, batch_size, n_threads, activation="relu"):
     import torch
     torch.set_num_threads(n_threads)
     torch.manual_seed(0)
-    act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid}[activation]
+    from fastmlp.backends.base import ELU_ALPHA, LEAKY_RELU_SLOPE
+    act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
+           "leaky_relu": lambda: torch.nn.LeakyReLU(LEAKY_RELU_SLOPE),
+           "elu": lambda: torch.nn.ELU(ELU_ALPHA), "softplus": torch.nn.Softplus,
+           "gelu": torch.nn.GELU}[activation]   # GELU: the exact erf form, as fastmlp's
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(torch.nn.Linear(a, b))

@@ -41,12 +41,14 @@ def dropout_keep_mask(xp, seed, step, layer, shape, rate):
 
 
 # ---------------------------------------------------------------------------------------
-def _erf(xp):
+def _normal_cdf(xp, Z):
+    """Phi(Z) = (1 + erf(Z / sqrt 2)) / 2, as erfc(-Z / sqrt 2) / 2: no cancellation in the
+    lower tail, where 1 + erf(...) loses every digit (Phi(-10) = 7.6e-24)."""
     if xp is np:
-        from scipy.special import erf
-        return erf
-    from cupyx.scipy.special import erf  # pragma: no cover - GPU only
-    return erf
+        from scipy.special import erfc
+    else:
+        from cupyx.scipy.special import erfc  # pragma: no cover - GPU only
+    return 0.5 * erfc(-Z / math.sqrt(2.0))
 
 
 def activation_forward(xp, name, Z):
@@ -70,7 +72,7 @@ def activation_forward(xp, name, Z):
     if name == "softplus":
         return xp.maximum(Z, 0) + xp.log1p(xp.exp(-xp.abs(Z)))
     if name == "gelu":
-        return 0.5 * Z * (1 + _erf(xp)(Z / math.sqrt(2.0)))
+        return Z * _normal_cdf(xp, Z)
     if name == "exp":
         return xp.exp(Z)
     raise ValueError(name)
@@ -95,7 +97,7 @@ def activation_backward(xp, name, Z, A, dA):
     if name == "softplus":
         return dA * activation_forward(xp, "sigmoid", Z)
     if name == "gelu":
-        cdf = 0.5 * (1 + _erf(xp)(Z / math.sqrt(2.0)))
+        cdf = _normal_cdf(xp, Z)
         pdf = xp.exp(-0.5 * Z * Z) / math.sqrt(2 * math.pi)
         return dA * (cdf + Z * pdf)
     if name == "exp":

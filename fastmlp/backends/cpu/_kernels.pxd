@@ -40,6 +40,8 @@ cdef extern from "fastmlp.h" nogil:
     void act_backward_f64(int64_t B, int64_t n, int act, const double *Z, const double *A, double *dA, int n_threads)
     void act_backward_naive_f32(int64_t B, int64_t n, int act, const float *Z, const float *A, float *dA)
     void act_backward_naive_f64(int64_t B, int64_t n, int act, const double *Z, const double *A, double *dA)
+    void vmath_apply_f32(int fn, int64_t n, const float *x, float *y)
+    void vmath_apply_f64(int fn, int64_t n, const double *x, double *y)
     void column_sums_f32(int64_t B, int64_t n, const float *dZ, float *db, int accumulate)
     void column_sums_f64(int64_t B, int64_t n, const double *dZ, double *db, int accumulate)
     void dropout_forward_f32(int64_t B, int64_t n, double rate, uint64_t stream, int64_t e0, const float *A, float *out, int n_threads)

@@ -1397,6 +1397,25 @@ def kernel_bias_act_forward(floating[:, ::1] Z, bias, str act, bint naive=False,
     return out
 
 
+VMATH_FUNCTIONS = {"expm1": 1, "log1p": 2, "erf": 3, "normal_cdf": 4, "normal_pdf": 5}
+
+
+def kernel_vmath(str name, floating[::1] x):
+    """One of csrc/vmath.h's vectorised functions (the fast activations' building blocks)
+    of every element of x, as the fast kernels run it: "expm1", "log1p", "erf",
+    "normal_cdf" (Phi(x)) or "normal_pdf" (exp(-x^2 / 2), unscaled)."""
+    cdef int fn = VMATH_FUNCTIONS[name]
+    out = np.empty_like(np.asarray(x))
+    cdef floating[::1] y = out
+    if x.shape[0] == 0:
+        return out
+    if floating is float:
+        vmath_apply_f32(fn, x.shape[0], &x[0], &y[0])
+    else:
+        vmath_apply_f64(fn, x.shape[0], &x[0], &y[0])
+    return out
+
+
 def kernel_act_backward(floating[:, ::1] Z, floating[:, ::1] A, floating[:, ::1] dA, str act,
                         bint naive=False, int n_threads=1):
     """dZ from dA (a new array) through the C kernel (fast or naive)."""
