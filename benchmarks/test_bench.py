@@ -63,12 +63,12 @@ def test_mnist_network_epoch(benchmark, system, batch_size):
     benchmark.pedantic(run, rounds=2, warmup_rounds=1)
 
 
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "elu", "softplus", "gelu"])
 @pytest.mark.parametrize("system", ["fastmlp", "numpy", "torch"])
 def test_mnist_network_other_activations(benchmark, system, activation):
-    """(a) with tanh or sigmoid hidden layers, batch 512: the elementwise exp/tanh count
-    (fastmlp vectorises them, csrc/vmath.h; libm's, one element at a time, were 0.65-0.85x
-    PyTorch here)."""
+    """(a) with other hidden activations, batch 512: their elementwise exp, tanh, expm1,
+    log1p and erf count (fastmlp vectorises them, csrc/vmath.h; libm's, one element at a
+    time, were 0.49-0.85x PyTorch here: benchmarks/RESULTS.md, sessions 14 and 15)."""
     benchmark.group = f"784-500-500-10 {activation}, batch 512, 4096 rows"
     run = _epoch_fn(system, MNIST_NET, X_MNIST, Y_MNIST, 512, activation=activation)
     benchmark.pedantic(run, rounds=2, warmup_rounds=1)
