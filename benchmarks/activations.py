@@ -9,7 +9,8 @@ alternating processes and compare the ratios::
     python benchmarks/activations.py . gelu,softplus 512    # some activations, batch sizes
 
 Each line: checkout, batch size, activation, fastmlp and PyTorch ms per step (best of 4
-interleaved rounds) and their ratio (benchmarks/RESULTS.md, session 14, has the numbers).
+interleaved rounds) and their ratio (benchmarks/RESULTS.md, sessions 14 and 15, has the
+numbers).
 """
 import sys
 

@@ -35,6 +35,11 @@ enum fm_loss {
     FM_SQUARED_ERROR = 0, FM_BINARY_CE = 1, FM_CATEGORICAL_CE = 2, FM_POISSON = 3
 };
 
+/* The functions of csrc/vmath.h that the test entry point vmath_apply_f32 / _f64 runs. */
+enum fm_vmath_function {
+    FM_VMATH_EXPM1 = 1, FM_VMATH_LOG1P, FM_VMATH_ERF, FM_VMATH_NORMAL_CDF, FM_VMATH_NORMAL_PDF
+};
+
 #define FM_LEAKY_RELU_SLOPE 0.2
 #define FM_ELU_ALPHA 1.0
 

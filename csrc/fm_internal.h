@@ -6,7 +6,7 @@
 #include <float.h>
 #include <string.h>
 #include "fastmlp.h"
-#include "vmath.h"   /* exp, tanh, sigmoid that vectorise (fm_vexp_f32...) */
+#include "vmath.h"   /* exp, tanh, sigmoid, expm1, log1p, erf, Phi that vectorise */
 
 #ifdef _OPENMP
 #include <omp.h>

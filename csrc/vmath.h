@@ -16,11 +16,12 @@
  * build): exp 0.99 / 0.97, tanh 1.33 / 1.31, sigmoid 2.40 / 2.30, expm1 1.44 / 1.09,
  * log1p 0.86 / 0.75, erf 1.33 / 0.99, the normal distribution function Phi 6.14 / 4.24 and
  * exp(-z^2 / 2) 1.14 / 0.98 (float32 / float64; with FMA contraction, as the AVX2 and
- * AVX-512 clones compile them: the baseline clone's float32 Phi reaches 6.65, simulated) -- libm's are within 1.  Special values as
- * libm: NaN -> NaN, exp(+-inf) = inf / 0, exp overflowing to inf and underflowing through the
- * subnormals to 0, tanh(+-inf) = +-1, tanh(-0) = -0, sigmoid(+-inf) = 1 / 0, expm1(-inf) =
- * -1, log1p(-1) = -inf and below it NaN, erf(+-inf) = +-1, and -0 kept by the odd ones.  The
- * naive reference kernels keep libm.
+ * AVX-512 clones compile them: the baseline clone's float32 Phi reaches 6.65, simulated)
+ * -- libm's are within 1.  Special values as libm: NaN -> NaN, exp(+-inf) = inf / 0, exp
+ * overflowing to inf and underflowing through the subnormals to 0, tanh(+-inf) = +-1,
+ * tanh(-0) = -0, sigmoid(+-inf) = 1 / 0, expm1(-inf) = -1, log1p(-1) = -inf and below it
+ * NaN, erf(+-inf) = +-1, and -0 kept by the odd ones.  The naive reference kernels keep
+ * libm.
  *
  * The loops that call these vectorise only with -fno-trapping-math (setup.py): without it
  * GCC will not compute both sides of a select, in case one raised an FP exception.
@@ -48,10 +49,6 @@
 #include <string.h>
 
 #define FM_VMATH_INLINE static inline __attribute__((always_inline))
-
-/* the functions the test entry point vmath_apply_f32 / _f64 (activations_impl.inc) runs */
-enum { FM_VMATH_EXPM1 = 1, FM_VMATH_LOG1P, FM_VMATH_ERF, FM_VMATH_NORMAL_CDF,
-       FM_VMATH_NORMAL_PDF };
 
 /* float: exp(88.7228394) rounds to inf (FLT_MAX ~ exp(88.72284)) and exp(-103.972084) to 0
  * (half the least subnormal); ln 2 = 0.693359375 (9 bits: exact products with k) -

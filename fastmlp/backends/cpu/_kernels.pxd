@@ -7,6 +7,8 @@ cdef extern from "fastmlp.h" nogil:
         FM_SOFTPLUS, FM_GELU, FM_EXP
     enum:
         FM_SQUARED_ERROR, FM_BINARY_CE, FM_CATEGORICAL_CE, FM_POISSON
+    enum:
+        FM_VMATH_EXPM1, FM_VMATH_LOG1P, FM_VMATH_ERF, FM_VMATH_NORMAL_CDF, FM_VMATH_NORMAL_PDF
 
     enum:
         FM_TINY_WIDTH, FM_TINY_MAX_LAYERS

@@ -1397,7 +1397,8 @@ def kernel_bias_act_forward(floating[:, ::1] Z, bias, str act, bint naive=False,
     return out
 
 
-VMATH_FUNCTIONS = {"expm1": 1, "log1p": 2, "erf": 3, "normal_cdf": 4, "normal_pdf": 5}
+VMATH_FUNCTIONS = {"expm1": FM_VMATH_EXPM1, "log1p": FM_VMATH_LOG1P, "erf": FM_VMATH_ERF,
+                   "normal_cdf": FM_VMATH_NORMAL_CDF, "normal_pdf": FM_VMATH_NORMAL_PDF}
 
 
 def kernel_vmath(str name, floating[::1] x):
