@@ -80,6 +80,89 @@ def test_cpu_matches_reference_with_shuffle_dropout_weights(loss, out, hidden, r
     np.testing.assert_allclose(la, lb, rtol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", ["sgd", "sgd-momentum", "adam", "rmsprop", "adagrad"])
+def test_denormal_state_and_weights_are_stored_as_zero_as_in_the_reference(kind, dtype, rng):
+    """Inputs 0 and 1 are always 0, so their weights' gradients are L2's alone, 2 l2 w = w
+    here.  W[0, 0], just above the smallest normal number, goes below it in SGD's update
+    and is stored as 0.  W[0, 1]'s gradient is small enough that the squared-gradient term
+    ((1 - beta_2) g^2, (1 - rho) g^2, g^2) would be a denormal number, and W[1, 0]'s that
+    Adam's first-moment term (1 - beta_1) g would: each counts as 0, and the state becomes
+    exactly its decayed old value.  The CPU engine and the NumPy reference agree exactly
+    on these (base.py); on everything else to rounding."""
+    tiny = np.finfo(dtype).tiny
+    real = np.dtype(dtype).type
+    g_small = 1e-19 if dtype == "float32" else 1e-155
+    state_small = 1e-36 if dtype == "float32" else 1e-300
+    spec = NetworkSpec((3, 2), ("identity",), loss="squared_error", dtype=dtype, l2=0.5,
+                       penalty_normalization="none")
+    X = np.zeros((4, 3))
+    X[:, 2] = rng.normal(size=4)
+    Y = rng.normal(size=(4, 2))
+    params = init_params(spec, seed=0)
+    params[:3] = 3 * tiny, g_small, 5 * tiny      # W[0, 0], W[0, 1], W[1, 0]
+    opt, decay = {"sgd": (OptimizerSpec("sgd", 0.75), None),
+                  "sgd-momentum": (OptimizerSpec("sgd", 0.75, momentum=0.9), None),
+                  "adam": (OptimizerSpec("adam", 1e-3), 0.999),
+                  "rmsprop": (OptimizerSpec("rmsprop", 1e-3, rho=0.9), 0.9),
+                  "adagrad": (OptimizerSpec("adagrad", 1e-3), 1.0)}[kind]
+    Xc, Yc, _ = validate_training_data(spec, X, Y)
+    after = {}
+    for device in ("cpu", "numpy"):
+        net = make_network(spec, opt, device=device)
+        net.set_params(params)
+        _, grad = net.loss_and_grad(Xc, Yc)
+        np.testing.assert_array_equal(grad[:3], params.astype(dtype)[:3])   # L2's alone
+        state = net.get_optimizer_state()
+        if decay is not None:   # the square term's state (v, or Adagrad's a): small
+            state["slots"][-1][1] = state_small
+            c = real(1) - real(decay) if decay != 1 else real(1)
+            assert 0 < c * grad[1] * grad[1] < tiny   # the term would be denormal ...
+            assert state_small + c * grad[1] * grad[1] != state_small   # ... and visible
+        if kind == "adam":      # Adam's first moment m: small
+            state["slots"][0][2] = state_small
+            assert 0 < real(0.1) * grad[2] < tiny
+        net.set_optimizer_state(state)
+        net.train_epoch(Xc, Yc, batch_size=4)
+        after[device] = net.get_params(), net.get_optimizer_state()["slots"]
+    (p_cpu, s_cpu), (p_ref, s_ref) = after["cpu"], after["numpy"]
+    if decay is None:
+        assert p_cpu[0] == p_ref[0] == 0
+    else:
+        expected = real(decay) * real(state_small)
+        assert s_cpu[-1][1] == s_ref[-1][1] == expected
+    if kind == "adam":
+        assert s_cpu[0][2] == s_ref[0][2] == real(0.9) * real(state_small)
+    # (float32: the engine computes 1 - beta_2 in float32, the reference in float64)
+    rtol = 1e-10 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(p_cpu, p_ref, rtol=rtol, atol=0)
+    for a, b in zip(s_cpu, s_ref):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_l2_gradient_below_the_smallest_normal_is_zero(dtype, rng):
+    """Input 0 is always 0: its weights' gradient is the L2 term 2 l2 w alone, and where
+    that would be a denormal number it is 0, in both backends (base.py); where it is not,
+    it is 2 l2 w."""
+    tiny = np.finfo(dtype).tiny
+    spec = NetworkSpec((3, 2), ("identity",), loss="squared_error", dtype=dtype, l2=1e-3,
+                       penalty_normalization="none")
+    X = np.zeros((5, 3))
+    X[:, 1:] = rng.normal(size=(5, 2))
+    params = init_params(spec, seed=0)
+    params[0], params[1] = 100 * tiny, 1000 * tiny    # W[0, 0]: 0.2 tiny; W[0, 1]: 2 tiny
+    real = np.dtype(dtype).type
+    assert 0 < real(2e-3) * real(params[0]) < tiny
+    Xc, Yc, _ = validate_training_data(spec, X, rng.normal(size=(5, 2)))
+    for device in ("cpu", "numpy"):
+        net = make_network(spec, OptimizerSpec("sgd", 0.1), device=device)
+        net.set_params(params)
+        _, grad = net.loss_and_grad(Xc, Yc)
+        assert grad[0] == 0, device
+        assert grad[1] == real(2e-3) * real(params[1]), device
+
+
 def test_metrics_and_full_batch_match_reference(rng):
     spec, X, y = _classification(rng)
     nets = []
@@ -479,6 +562,39 @@ def test_gradients_cleared_after_their_last_read(dtype, opt, l2, rng):
     loss_fresh, grad_fresh = fresh.loss_and_grad(Xc, Yc)
     assert loss == loss_fresh
     np.testing.assert_array_equal(grad, grad_fresh)
+
+
+# The ways an update is split over two threads: a batch split into BLAS shards (their
+# gradients cleared after the sum), into direct-kernel shards (AVX-512 builds; BLAS shards
+# elsewhere), and one batch through the direct products, each thread updating the weight
+# rows it wrote (AVX-512; elsewhere one BLAS batch and one update pass).
+_SPLIT_UPDATES = {"blas-shards": ((40, 300, 60, 5), 256),
+                  "direct-shards": ((300, 250, 10), 32),
+                  "own-rows": ((300, 250, 10), 16)}
+
+
+@pytest.mark.parametrize("case", list(_SPLIT_UPDATES))
+def test_non_finite_penalty_with_a_finite_loss_stops_before_the_update(case, rng):
+    """float64 weights of 1e160 on an input that is always 0: the data loss is finite, the
+    penalty (1e320) is not.  That batch's update is not applied, as in the NumPy reference,
+    wherever the update runs."""
+    sizes, batch_size = _SPLIT_UPDATES[case]
+    spec = NetworkSpec(sizes, ("relu",) * (len(sizes) - 2) + ("softmax",),
+                       loss="categorical_crossentropy", l2=1e-4)
+    X = rng.normal(size=(300, sizes[0]))
+    X[:, 0] = 0.0
+    Xc, Yc, _ = validate_training_data(spec, X, rng.integers(0, sizes[-1], 300))
+    params = init_params(spec, seed=5)
+    params[:sizes[1]] = 1e160   # row 0 of the first weight matrix: input 0's weights
+    for device in ("cpu", "numpy"):
+        net = make_network(spec, OptimizerSpec("sgd", 0.01), device=device,
+                           n_threads=2 if device == "cpu" else 1)
+        net.set_params(params)
+        with np.errstate(over="ignore"):
+            loss = net.train_epoch(Xc, Yc, batch_size=batch_size, shuffle=True, seed=1)
+        assert np.isnan(loss)
+        assert net.diverged and net.epoch_progress[0] == 0
+        np.testing.assert_array_equal(net.get_params(), params)
 
 
 def test_small_batches_are_not_split(rng):

@@ -58,9 +58,14 @@ Semantics shared by every backend (the NumPy reference is the executable form):
   - ``rmsprop`` (Keras): ``v = rho v + (1-rho) g^2``; ``w -= lr * g / sqrt(v + eps)``.
   - ``adagrad`` (Keras): ``a += g^2`` (``a`` starts at ``initial_accumulator``);
     ``w -= lr * g / sqrt(a + eps)``.
-* Optimizer state (velocity, Adam's moments, accumulators) values smaller than the
-  dtype's smallest normal number are stored as 0, in every backend: denormal arithmetic
-  is ~100x slower on x86, and a dead unit's momentum decays through that range.
+* Optimizer state (velocity, Adam's moments, accumulators) values and updated weights
+  smaller than the dtype's smallest normal number are stored as 0, in every backend:
+  denormal arithmetic is ~100x slower on x86, and a dead unit's momentum decays through
+  that range, as do, with L2, the weights of an input that is always 0 (MNIST's border
+  pixels).  For the same reason the gradient terms of the state (Adam's (1-beta_1) g;
+  the squared-gradient term (1-beta_2) g^2, (1-rho) g^2, Adagrad's g^2) and the L2
+  penalty's gradient ``2 l2 s w`` are taken as 0 where they would be below that number
+  (``|g| < tiny / (1-beta_1)``, ``|g| < sqrt(tiny / (1-beta_2))``, ``|w| < tiny / (2 l2 s)``).
 * Learning rate of step ``t`` (0-based count of updates so far):
   ``schedule="constant"``: ``lr``; ``"exponential"``: ``lr * decay_rate ** (t/decay_steps)``;
   ``"inverse_time"``: ``lr / (1 + decay_rate * t/decay_steps)``; with ``staircase``

@@ -214,8 +214,17 @@ class ArrayNetwork(Network):
         self.step = int(state["step"])
 
     def _flush(self, state):
-        """State values below the smallest normal number become 0 (see base.py)."""
+        """State values (and weights) below the smallest normal number become 0 (see
+        base.py)."""
         state[self.xp.abs(state) < np.finfo(self.dtype).tiny] = 0
+
+    def _term_grad(self, grad, beta, power):
+        """grad, with 0 where the optimizer's state term (1 - beta) g^power (beta None:
+        Adagrad's g^2) would be below the smallest normal number (see base.py)."""
+        xp, real = self.xp, self.dtype.type
+        c = real(1) if beta is None else real(1) - real(beta)
+        g_min = real((float(np.finfo(self.dtype).tiny) / float(c)) ** (1 / power))
+        return xp.where(xp.abs(grad) < g_min, real(0), grad)
 
     def _apply_update(self, grad):
         opt, xp, w = self.optimizer, self.xp, self._params
@@ -236,8 +245,10 @@ class ArrayNetwork(Network):
         elif opt.kind == "adam":
             m, v = self._slots
             t = self.step
-            m[...] = opt.beta_1 * m + (1 - opt.beta_1) * grad
-            v[...] = opt.beta_2 * v + (1 - opt.beta_2) * grad * grad
+            g1 = self._term_grad(grad, opt.beta_1, 1)
+            g2 = self._term_grad(grad, opt.beta_2, 2)
+            m[...] = opt.beta_1 * m + (1 - opt.beta_1) * g1
+            v[...] = opt.beta_2 * v + (1 - opt.beta_2) * g2 * g2
             self._flush(m)
             self._flush(v)
             bc2 = math.sqrt(1 - opt.beta_2 ** t)
@@ -246,14 +257,17 @@ class ArrayNetwork(Network):
             w -= step_size * m / (xp.sqrt(v) + eps)
         elif opt.kind == "rmsprop":
             v = self._slots[0]
-            v[...] = opt.rho * v + (1 - opt.rho) * grad * grad
+            g2 = self._term_grad(grad, opt.rho, 2)
+            v[...] = opt.rho * v + (1 - opt.rho) * g2 * g2
             self._flush(v)
             w -= lr * grad / xp.sqrt(v + opt.epsilon)
         elif opt.kind == "adagrad":
             a = self._slots[0]
-            a += grad * grad
+            g2 = self._term_grad(grad, None, 2)
+            a += g2 * g2
             self._flush(a)
             w -= lr * grad / xp.sqrt(a + opt.epsilon)
+        self._flush(w)
 
     # ---- one batch -------------------------------------------------------------------
     def _batch(self, X, Y, sw, *, training, step=0, seed=0, want_grad=True):
@@ -307,7 +321,10 @@ class ArrayNetwork(Network):
             dW, db, _ = gl[l]
             dW[...] = inputs[l].T @ dZ
             if spec.l2[l]:
-                dW += (2 * spec.l2[l] * pen_scale) * W
+                # 0 where the term would be below the smallest normal number (base.py)
+                c2 = self.dtype.type(2 * spec.l2[l] * pen_scale)
+                w_min = self.dtype.type(float(np.finfo(self.dtype).tiny) / float(c2))
+                dW += xp.where(xp.abs(W) < w_min, self.dtype.type(0), c2 * W)
             if spec.l1[l]:
                 dW += (spec.l1[l] * pen_scale) * xp.sign(W)
             if db is not None:
