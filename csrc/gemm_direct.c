@@ -70,6 +70,50 @@ int64_t fm_direct_row_split(int64_t M, int t, int nt)
     return row < M ? row : M;
 }
 
+#if FM_HAVE_AVX512
+/* C[r * ldc + s] = the sum of the 16 lanes of acc[r * stride + s] for r < 4 and s < NS
+ * (4 or 2; the dX kernel's block, gemm_nt_block): the vectors summed as a tree of lane
+ * shuffles, each step adding two vectors' halves into one, instead of a reduction of its
+ * own per sum (4 shuffles and 4 adds each, the shuffles all on one port).  Each column s
+ * is summed across rows first, leaving row r's partials in 128-bit quarter r; the last
+ * steps leave row r's NS sums C[r, 0:NS] in quarter r. */
+FM_AVX512_INLINE void fm_reduce_4xn_f32(const int NS, const __m512 *acc, int stride,
+                                        float *C, int64_t ldc)
+{
+    __m512 col[4];
+    for (int s = 0; s < NS; s++) {
+        const __m512 r0 = acc[s], r1 = acc[stride + s];
+        const __m512 r2 = acc[2 * stride + s], r3 = acc[3 * stride + s];
+        /* rows 0, 1 -> 256-bit halves; rows 2, 3 likewise; then quarter r = row r */
+        const __m512 a01 = _mm512_add_ps(_mm512_shuffle_f32x4(r0, r1, 0x44),
+                                         _mm512_shuffle_f32x4(r0, r1, 0xEE));
+        const __m512 a23 = _mm512_add_ps(_mm512_shuffle_f32x4(r2, r3, 0x44),
+                                         _mm512_shuffle_f32x4(r2, r3, 0xEE));
+        col[s] = _mm512_add_ps(_mm512_shuffle_f32x4(a01, a23, 0x88),
+                               _mm512_shuffle_f32x4(a01, a23, 0xDD));
+    }
+    /* in each quarter: columns' 4 partials -> their sums, in column order */
+    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(col[0], col[1]),
+                                    _mm512_unpackhi_ps(col[0], col[1]));
+    if (NS == 4) {
+        const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(col[2], col[3]),
+                                        _mm512_unpackhi_ps(col[2], col[3]));
+        const __m512 sums = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, 0x44),
+                                          _mm512_shuffle_ps(t0, t1, 0xEE));
+        _mm_storeu_ps(C, _mm512_castps512_ps128(sums));
+        _mm_storeu_ps(C + ldc, _mm512_extractf32x4_ps(sums, 1));
+        _mm_storeu_ps(C + 2 * ldc, _mm512_extractf32x4_ps(sums, 2));
+        _mm_storeu_ps(C + 3 * ldc, _mm512_extractf32x4_ps(sums, 3));
+    } else { /* NS == 2: [c0, c1, c0', c1'] + [c0', c1', c0, c1] */
+        const __m512 sums = _mm512_add_ps(t0, _mm512_shuffle_ps(t0, t0, 0x4E));
+        _mm_storel_pi((__m64 *)C, _mm512_castps512_ps128(sums));
+        _mm_storel_pi((__m64 *)(C + ldc), _mm512_extractf32x4_ps(sums, 1));
+        _mm_storel_pi((__m64 *)(C + 2 * ldc), _mm512_extractf32x4_ps(sums, 2));
+        _mm_storel_pi((__m64 *)(C + 3 * ldc), _mm512_extractf32x4_ps(sums, 3));
+    }
+}
+#endif
+
 #define REAL float
 #define FM(name) name##_f32
 #if FM_HAVE_AVX512
@@ -87,6 +131,7 @@ int64_t fm_direct_row_split(int64_t M, int t, int nt)
 #define VEC_SET1(x) _mm512_set1_ps(x)
 #define VEC_FMADD(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define VEC_REDUCE_ADD(v) _mm512_reduce_add_ps(v)
+#define VEC_REDUCE_4XN(ns, acc, stride, C, ldc) fm_reduce_4xn_f32((ns), (acc), (stride), (C), (ldc))
 #define VEC_MGATHER(m, idx, p) _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (m), (idx), (p), 4)
 #endif
 #include "gemm_direct_impl.inc"
@@ -106,6 +151,7 @@ int64_t fm_direct_row_split(int64_t M, int t, int nt)
 #undef VEC_SET1
 #undef VEC_FMADD
 #undef VEC_REDUCE_ADD
+#undef VEC_REDUCE_4XN
 #undef VEC_MGATHER
 #endif
 
