@@ -72,11 +72,15 @@ int64_t fm_direct_row_split(int64_t M, int t, int nt)
 
 #if FM_HAVE_AVX512
 /* C[r * ldc + s] = the sum of the 16 lanes of acc[r * stride + s] for r < 4 and s < NS
- * (4 or 2; the dX kernel's block, gemm_nt_block): the vectors summed as a tree of lane
- * shuffles, each step adding two vectors' halves into one, instead of a reduction of its
- * own per sum (4 shuffles and 4 adds each, the shuffles all on one port).  Each column s
- * is summed across rows first, leaving row r's partials in 128-bit quarter r; the last
- * steps leave row r's NS sums C[r, 0:NS] in quarter r. */
+ * (4 or 2; the dX kernel's block, gemm_nt_block): a tree of lane shuffles over all the
+ * block's vectors at once, each step adding two vectors' halves into one, instead of a
+ * horizontal reduction per sum (4 shuffles and 4 adds each, the shuffles all on one port).
+ * For each column s the first steps fold each row's 16 lanes to 4 partial sums and pack
+ * the four rows' partials into the 128-bit quarters of one vector (row r in quarter r);
+ * the last steps add each quarter's partials, leaving row r's NS sums C[r, 0:NS] in
+ * quarter r.  The additions pair the lanes as _mm512_reduce_add_ps does (j + 8, then
+ * j + 4, then (0 + 2) + (1 + 3)), so a sum is the same, bit for bit, whichever way its
+ * block was reduced. */
 FM_AVX512_INLINE void fm_reduce_4xn_f32(const int NS, const __m512 *acc, int stride,
                                         float *C, int64_t ldc)
 {
@@ -104,7 +108,7 @@ FM_AVX512_INLINE void fm_reduce_4xn_f32(const int NS, const __m512 *acc, int str
         _mm_storeu_ps(C + ldc, _mm512_extractf32x4_ps(sums, 1));
         _mm_storeu_ps(C + 2 * ldc, _mm512_extractf32x4_ps(sums, 2));
         _mm_storeu_ps(C + 3 * ldc, _mm512_extractf32x4_ps(sums, 3));
-    } else { /* NS == 2: [c0, c1, c0', c1'] + [c0', c1', c0, c1] */
+    } else { /* NS == 2: t0 = [c0', c1', c0'', c1''], plus [c0'', c1'', c0', c1'] */
         const __m512 sums = _mm512_add_ps(t0, _mm512_shuffle_ps(t0, t0, 0x4E));
         _mm_storel_pi((__m64 *)C, _mm512_castps512_ps128(sums));
         _mm_storel_pi((__m64 *)(C + ldc), _mm512_extractf32x4_ps(sums, 1));

@@ -81,15 +81,17 @@ def test_cpu_matches_reference_with_shuffle_dropout_weights(loss, out, hidden, r
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("kind", ["sgd", "sgd-momentum", "adam", "rmsprop", "adagrad"])
+@pytest.mark.parametrize("kind", ["sgd", "sgd-momentum", "sgd-nesterov", "adam", "rmsprop",
+                                  "adagrad"])
 def test_denormal_state_and_weights_are_stored_as_zero_as_in_the_reference(kind, dtype, rng):
     """Inputs 0 and 1 are always 0, so their weights' gradients are L2's alone, 2 l2 w = w
     here.  W[0, 0], just above the smallest normal number, goes below it in SGD's update
     and is stored as 0.  W[0, 1]'s gradient is small enough that the squared-gradient term
     ((1 - beta_2) g^2, (1 - rho) g^2, g^2) would be a denormal number, and W[1, 0]'s that
     Adam's first-moment term (1 - beta_1) g would: each counts as 0, and the state becomes
-    exactly its decayed old value.  The CPU engine and the NumPy reference agree exactly
-    on these (base.py); on everything else to rounding."""
+    exactly its decayed old value.  W[1, 1]'s gradient is 4x the square term's threshold:
+    its terms count.  The CPU engine and the NumPy reference agree exactly on these
+    (base.py); on everything else to rounding."""
     tiny = np.finfo(dtype).tiny
     real = np.dtype(dtype).type
     g_small = 1e-19 if dtype == "float32" else 1e-155
@@ -99,29 +101,33 @@ def test_denormal_state_and_weights_are_stored_as_zero_as_in_the_reference(kind,
     X = np.zeros((4, 3))
     X[:, 2] = rng.normal(size=4)
     Y = rng.normal(size=(4, 2))
-    params = init_params(spec, seed=0)
-    params[:3] = 3 * tiny, g_small, 5 * tiny      # W[0, 0], W[0, 1], W[1, 0]
     opt, decay = {"sgd": (OptimizerSpec("sgd", 0.75), None),
                   "sgd-momentum": (OptimizerSpec("sgd", 0.75, momentum=0.9), None),
+                  "sgd-nesterov": (OptimizerSpec("sgd", 0.5, momentum=0.9, nesterov=True),
+                                   None),
                   "adam": (OptimizerSpec("adam", 1e-3), 0.999),
                   "rmsprop": (OptimizerSpec("rmsprop", 1e-3, rho=0.9), 0.9),
                   "adagrad": (OptimizerSpec("adagrad", 1e-3), 1.0)}[kind]
+    c = real(1) if decay in (None, 1.0) else real(1) - real(decay)
+    g_above = 4 * np.sqrt(float(tiny) / float(c))
+    params = init_params(spec, seed=0)
+    params[:4] = 3 * tiny, g_small, 5 * tiny, g_above   # W[0, 0], W[0, 1], W[1, 0], W[1, 1]
     Xc, Yc, _ = validate_training_data(spec, X, Y)
     after = {}
     for device in ("cpu", "numpy"):
         net = make_network(spec, opt, device=device)
         net.set_params(params)
         _, grad = net.loss_and_grad(Xc, Yc)
-        np.testing.assert_array_equal(grad[:3], params.astype(dtype)[:3])   # L2's alone
+        np.testing.assert_array_equal(grad[:4], params.astype(dtype)[:4])   # L2's alone
         state = net.get_optimizer_state()
         if decay is not None:   # the square term's state (v, or Adagrad's a): small
-            state["slots"][-1][1] = state_small
-            c = real(1) - real(decay) if decay != 1 else real(1)
+            state["slots"][-1][[1, 3]] = state_small
             assert 0 < c * grad[1] * grad[1] < tiny   # the term would be denormal ...
             assert state_small + c * grad[1] * grad[1] != state_small   # ... and visible
+            assert c * grad[3] * grad[3] >= tiny
         if kind == "adam":      # Adam's first moment m: small
-            state["slots"][0][2] = state_small
-            assert 0 < real(0.1) * grad[2] < tiny
+            state["slots"][0][[2, 3]] = state_small
+            assert 0 < (real(1) - real(0.9)) * grad[2] < tiny
         net.set_optimizer_state(state)
         net.train_epoch(Xc, Yc, batch_size=4)
         after[device] = net.get_params(), net.get_optimizer_state()["slots"]
@@ -129,10 +135,13 @@ def test_denormal_state_and_weights_are_stored_as_zero_as_in_the_reference(kind,
     if decay is None:
         assert p_cpu[0] == p_ref[0] == 0
     else:
-        expected = real(decay) * real(state_small)
-        assert s_cpu[-1][1] == s_ref[-1][1] == expected
+        decayed = real(decay) * real(state_small)
+        assert s_cpu[-1][1] == s_ref[-1][1] == decayed
+        assert s_cpu[-1][3] != decayed and s_ref[-1][3] != decayed
     if kind == "adam":
-        assert s_cpu[0][2] == s_ref[0][2] == real(0.9) * real(state_small)
+        decayed = real(0.9) * real(state_small)
+        assert s_cpu[0][2] == s_ref[0][2] == decayed
+        assert s_cpu[0][3] != decayed and s_ref[0][3] != decayed
     # (float32: the engine computes 1 - beta_2 in float32, the reference in float64)
     rtol = 1e-10 if dtype == "float64" else 1e-4
     np.testing.assert_allclose(p_cpu, p_ref, rtol=rtol, atol=0)
@@ -564,13 +573,14 @@ def test_gradients_cleared_after_their_last_read(dtype, opt, l2, rng):
     np.testing.assert_array_equal(grad, grad_fresh)
 
 
-# The ways an update is split over two threads: a batch split into BLAS shards (their
-# gradients cleared after the sum), into direct-kernel shards (AVX-512 builds; BLAS shards
-# elsewhere), and one batch through the direct products, each thread updating the weight
-# rows it wrote (AVX-512; elsewhere one BLAS batch and one update pass).
-_SPLIT_UPDATES = {"blas-shards": ((40, 300, 60, 5), 256),
-                  "direct-shards": ((300, 250, 10), 32),
-                  "own-rows": ((300, 250, 10), 16)}
+# The ways an update is split over two threads (batch size; is the batch split?): a batch
+# split into BLAS shards (their gradients cleared after the sum), into direct-kernel shards
+# (AVX-512 builds; BLAS shards elsewhere), and one batch through the direct products, each
+# thread updating the weight rows it wrote (AVX-512; elsewhere one BLAS batch and one update
+# pass).
+_SPLIT_UPDATES = {"blas-shards": ((40, 300, 60, 5), 256, True),
+                  "direct-shards": ((300, 250, 10), 32, True),
+                  "own-rows": ((300, 250, 10), 16, False)}
 
 
 @pytest.mark.parametrize("case", list(_SPLIT_UPDATES))
@@ -578,7 +588,7 @@ def test_non_finite_penalty_with_a_finite_loss_stops_before_the_update(case, rng
     """float64 weights of 1e160 on an input that is always 0: the data loss is finite, the
     penalty (1e320) is not.  That batch's update is not applied, as in the NumPy reference,
     wherever the update runs."""
-    sizes, batch_size = _SPLIT_UPDATES[case]
+    sizes, batch_size, sharded = _SPLIT_UPDATES[case]
     spec = NetworkSpec(sizes, ("relu",) * (len(sizes) - 2) + ("softmax",),
                        loss="categorical_crossentropy", l2=1e-4)
     X = rng.normal(size=(300, sizes[0]))
@@ -590,6 +600,11 @@ def test_non_finite_penalty_with_a_finite_loss_stops_before_the_update(case, rng
         net = make_network(spec, OptimizerSpec("sgd", 0.01), device=device,
                            n_threads=2 if device == "cpu" else 1)
         net.set_params(params)
+        if device == "cpu":
+            assert net._engine.will_shard(batch_size) == sharded
+        with np.errstate(over="ignore"):   # the data loss alone is finite
+            assert np.isfinite(net.compute_loss(Xc, Yc, include_penalty=False))
+            assert not np.isfinite(net.compute_loss(Xc, Yc))
         with np.errstate(over="ignore"):
             loss = net.train_epoch(Xc, Yc, batch_size=batch_size, shuffle=True, seed=1)
         assert np.isnan(loss)

@@ -41,7 +41,8 @@ Semantics shared by every backend (the NumPy reference is the executable form):
   are never penalised.  The batch loss is ``L_data + P``; gradients are exact
   gradients of it (finite differences agree), except where the cross-entropies clip
   log p at the dtype's epsilon: there the loss is flat and the gradient stays
-  ``p - y``, scikit-learn's convention.
+  ``p - y``, scikit-learn's convention; and L2's term for weights so small that it would
+  be denormal counts as 0 (Denormal numbers, below).
 * Epoch loss (what ``train_epoch`` returns) is ``sum_b loss_b * n_b / N`` over the
   batches of the epoch, as scikit-learn accumulates it.
 * Optimizers (``OptimizerSpec.kind``), with ``g`` the gradient after optional
@@ -58,14 +59,18 @@ Semantics shared by every backend (the NumPy reference is the executable form):
   - ``rmsprop`` (Keras): ``v = rho v + (1-rho) g^2``; ``w -= lr * g / sqrt(v + eps)``.
   - ``adagrad`` (Keras): ``a += g^2`` (``a`` starts at ``initial_accumulator``);
     ``w -= lr * g / sqrt(a + eps)``.
-* Optimizer state (velocity, Adam's moments, accumulators) values and updated weights
-  smaller than the dtype's smallest normal number are stored as 0, in every backend:
-  denormal arithmetic is ~100x slower on x86, and a dead unit's momentum decays through
-  that range, as do, with L2, the weights of an input that is always 0 (MNIST's border
-  pixels).  For the same reason the gradient terms of the state (Adam's (1-beta_1) g;
-  the squared-gradient term (1-beta_2) g^2, (1-rho) g^2, Adagrad's g^2) and the L2
-  penalty's gradient ``2 l2 s w`` are taken as 0 where they would be below that number
-  (``|g| < tiny / (1-beta_1)``, ``|g| < sqrt(tiny / (1-beta_2))``, ``|w| < tiny / (2 l2 s)``).
+* Denormal numbers, in every backend (denormal arithmetic is ~100x slower on x86, and a
+  dead unit's momentum decays through that range, as do, with L2, the weights of an input
+  that is always 0, such as MNIST's border pixels): optimizer state values (velocity,
+  Adam's moments, accumulators) and updated parameters smaller than the dtype's smallest
+  normal number ``tiny`` are stored as 0; in the state's update the gradient's terms count
+  as 0 where ``|g|`` is below a threshold, Adam's first-moment term ``(1-beta_1) g`` for
+  ``|g| < tiny / c`` with ``c = 1-beta_1``, the squared-gradient term ``c g^2`` for
+  ``|g| < sqrt(tiny / c)`` with ``c = 1-beta_2`` (Adam), ``1-rho`` (RMSprop) or 1
+  (Adagrad); and the L2 penalty's gradient ``2 l2 s w`` counts as 0 for
+  ``|w| < tiny / (2 l2 s)``.  Each ``c`` and ``2 l2 s`` is rounded to the dtype, each
+  threshold computed in float64 and rounded to the dtype, so that the backends agree
+  exactly; a threshold is where the term would fall below ``tiny``, to rounding.
 * Learning rate of step ``t`` (0-based count of updates so far):
   ``schedule="constant"``: ``lr``; ``"exponential"``: ``lr * decay_rate ** (t/decay_steps)``;
   ``"inverse_time"``: ``lr / (1 + decay_rate * t/decay_steps)``; with ``staircase``

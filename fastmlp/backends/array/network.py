@@ -219,11 +219,14 @@ class ArrayNetwork(Network):
         state[self.xp.abs(state) < np.finfo(self.dtype).tiny] = 0
 
     def _term_grad(self, grad, beta, power):
-        """grad, with 0 where the optimizer's state term (1 - beta) g^power (beta None:
-        Adagrad's g^2) would be below the smallest normal number (see base.py)."""
+        """grad, with 0 where |grad| is below the threshold of the optimizer's state term
+        c g^power, c = 1 - beta in the dtype (beta None: Adagrad's g^2, c = 1): (tiny /
+        c)^(1 / power), computed in float64 and rounded to the dtype as the CPU engine
+        does (csrc/optimizers_impl.inc; c = 0 takes every term as 0).  See base.py."""
         xp, real = self.xp, self.dtype.type
         c = real(1) if beta is None else real(1) - real(beta)
-        g_min = real((float(np.finfo(self.dtype).tiny) / float(c)) ** (1 / power))
+        ratio = float(np.finfo(self.dtype).tiny) / float(c) if c > 0 else math.inf
+        g_min = real(ratio if power == 1 else math.sqrt(ratio))
         return xp.where(xp.abs(grad) < g_min, real(0), grad)
 
     def _apply_update(self, grad):
@@ -323,7 +326,8 @@ class ArrayNetwork(Network):
             if spec.l2[l]:
                 # 0 where the term would be below the smallest normal number (base.py)
                 c2 = self.dtype.type(2 * spec.l2[l] * pen_scale)
-                w_min = self.dtype.type(float(np.finfo(self.dtype).tiny) / float(c2))
+                w_min = self.dtype.type(float(np.finfo(self.dtype).tiny) / float(c2)
+                                        if c2 > 0 else 0.0)
                 dW += xp.where(xp.abs(W) < w_min, self.dtype.type(0), c2 * W)
             if spec.l1[l]:
                 dW += (spec.l1[l] * pen_scale) * xp.sign(W)
