@@ -70,7 +70,10 @@ Semantics shared by every backend (the NumPy reference is the executable form):
   (Adagrad); and the L2 penalty's gradient ``2 l2 s w`` counts as 0 for
   ``|w| < tiny / (2 l2 s)``.  Each ``c`` and ``2 l2 s`` is rounded to the dtype, each
   threshold computed in float64 and rounded to the dtype, so that the backends agree
-  exactly; a threshold is where the term would fall below ``tiny``, to rounding.
+  exactly; a threshold is where the term would fall below ``tiny``, to rounding.  A
+  dropped square term moves ``sqrt(v)`` by less than ``sqrt(tiny)`` (1e-19 in float32),
+  far below the default epsilon, so the step it would have changed changes only in
+  rounding.
 * Learning rate of step ``t`` (0-based count of updates so far):
   ``schedule="constant"``: ``lr``; ``"exponential"``: ``lr * decay_rate ** (t/decay_steps)``;
   ``"inverse_time"``: ``lr / (1 + decay_rate * t/decay_steps)``; with ``staircase``
