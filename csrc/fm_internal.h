@@ -51,6 +51,14 @@
 #error "FASTMLP_SIMD_CLONES must be 4, 3 or 0"
 #endif
 
+/* Denormal numbers (backends/base.py): each template that uses these defines REAL and
+ * REAL_MIN_NORMAL (FLT_MIN / DBL_MIN).  FM_ZERO_BELOW(x, t): x, or 0 when |x| < t
+ * (branch-free, vectorises; NaN and inf pass through).  FM_NORMAL_OVER(c): the smallest
+ * normal number over c > 0, computed in double and rounded to REAL: a term c x is denormal
+ * (or 0) where |x| is below it. */
+#define FM_ZERO_BELOW(x, t) (fabs(x) < (t) ? (REAL)0 : (x))
+#define FM_NORMAL_OVER(c) ((REAL)((double)REAL_MIN_NORMAL / (double)(c)))
+
 #define FM_USE_THREADS(n_threads, work) ((n_threads) > 1 && (work) >= FM_PARALLEL_MIN_ELEMENTS)
 
 /* FM_FOR_RANGE(n_threads, work, total, lo, hi, CALL): run CALL once over [lo, hi) =
