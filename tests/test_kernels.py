@@ -1,14 +1,14 @@
 """The C activation kernels: fast vs naive twin vs the NumPy reference, for every
 activation x dtype x n_threads, on a small shape, a medium one and one large enough for
 the elementwise loops to go parallel (FM_PARALLEL_MIN_ELEMENTS, 2**20, in
-csrc/fm_internal.h)."""
+csrc/fm_internal.h); the vector math they are built on; the gather of shuffled rows."""
 import numpy as np
 import pytest
 
 from fastmlp.backends import ACTIVATIONS
 from fastmlp.backends.array.network import activation_backward, activation_forward
 from fastmlp.backends.cpu._network import (kernel_act_backward, kernel_bias_act_forward,
-                                           kernel_vmath)
+                                           kernel_gather_rows, kernel_vmath)
 
 TOL = {np.float32: 2e-6, np.float64: 1e-13}
 
@@ -276,3 +276,43 @@ def test_softmax_is_accurate_float64(K, rng):
     big = ref > 1e-300
     np.testing.assert_allclose(P[big], ref[big], rtol=1e-14)
     np.testing.assert_array_equal(P[ref == 0], 0.0)
+
+
+# ---- the gather of shuffled rows (csrc/gather_impl.inc) ------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 4, 16, 17, 31, 784])
+@pytest.mark.parametrize("B", [1, 7, 8, 9, 100])
+@pytest.mark.parametrize("naive", [False, True])
+def test_gather_rows_equals_numpy_take(dtype, d, B, naive, rng):
+    """Rows in groups of 8 (every remainder), rows shorter than a 64-byte line, longer rows
+    whose bytes end inside a line, the inline path of rows up to 16 elements, repeated
+    indices; nothing written outside the output (the entry point raises if so)."""
+    X = rng.normal(size=(300, d)).astype(dtype)
+    idx = rng.integers(0, 300, size=B)
+    idx[B // 2] = idx[0]
+    np.testing.assert_array_equal(kernel_gather_rows(X, idx, naive=naive), X[idx])
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("batch_rows", [0, 25, 64])
+def test_gather_rows_by_batches_and_threads(n_threads, batch_rows, rng):
+    """Split over threads, and batch by batch through one buffer (the benchmark's mode):
+    the result is the last whole batch."""
+    X = rng.normal(size=(1000, 784)).astype(np.float32)
+    idx = rng.permutation(1000)[:200]
+    out = kernel_gather_rows(X, idx, n_threads=n_threads, batch_rows=batch_rows)
+    if batch_rows == 0:
+        np.testing.assert_array_equal(out, X[idx])
+    else:
+        last = (200 // batch_rows - 1) * batch_rows
+        np.testing.assert_array_equal(out, X[idx[last:last + batch_rows]])
+
+
+def test_gather_rows_rejects_bad_indices():
+    X = np.zeros((10, 20), np.float32)
+    with pytest.raises(ValueError, match="outside"):
+        kernel_gather_rows(X, [0, 10])
+    with pytest.raises(ValueError, match="outside"):
+        kernel_gather_rows(X, [-1])
+    with pytest.raises(ValueError, match="n_threads"):
+        kernel_gather_rows(X, [0], n_threads=0)

@@ -83,6 +83,8 @@ cdef extern from "fastmlp.h" nogil:
 
     void gather_rows_f32(int64_t B, int64_t d, const float *X, const int64_t *idx, float *out)
     void gather_rows_f64(int64_t B, int64_t d, const double *X, const int64_t *idx, double *out)
+    void gather_rows_naive_f32(int64_t B, int64_t d, const float *X, const int64_t *idx, float *out)
+    void gather_rows_naive_f64(int64_t B, int64_t d, const double *X, const int64_t *idx, double *out)
 
     void tiny_forward_f32(const fm_tiny_net *net, int64_t B, const float *X, const float *params, float *tw, float *Z)
     void tiny_forward_f64(const fm_tiny_net *net, int64_t B, const double *X, const double *params, double *tw, double *Z)

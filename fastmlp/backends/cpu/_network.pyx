@@ -1562,6 +1562,60 @@ def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
     return out
 
 
+def kernel_gather_rows(floating[:, ::1] X, idx, bint naive=False, int n_threads=1,
+                       int64_t batch_rows=0):
+    """out (len(idx), d) = X[idx] through the gather kernel (csrc/gather_impl.inc), or its
+    naive reference.  n_threads > 1 splits the rows over that many threads at once, as a
+    split batch gathers them (the kernel itself is serial).  batch_rows > 0: idx is gathered
+    batch_rows at a time into the same batch_rows rows, as an epoch's shuffled batches go
+    through one batch buffer (for benchmarks: the rows come from memory, the buffer stays
+    in cache); out then has batch_rows rows and holds the last whole batch.  Returns a new
+    array; RuntimeError if the kernel wrote outside it."""
+    cdef int64_t[::1] order = np.ascontiguousarray(idx, dtype=np.int64)
+    cdef int64_t n_idx = order.shape[0], d = X.shape[1], n = X.shape[0]
+    cdef int64_t B = batch_rows if 0 < batch_rows <= n_idx else n_idx, lo
+    cdef int k
+    if order.ndim != 1:
+        raise ValueError("idx must be 1-D")
+    if n_idx and (np.min(order) < 0 or np.max(order) >= n):
+        raise ValueError(f"idx holds indices outside [0, {n - 1}]")
+    if n_threads < 1 or batch_rows < 0:
+        raise ValueError(f"n_threads must be >= 1 and batch_rows >= 0, got {n_threads}, "
+                         f"{batch_rows}")
+    storage = _guarded(B * d, np.asarray(X).dtype)
+    out = storage[FASTMLP_SLACK:FASTMLP_SLACK + B * d].reshape(B, d)
+    if B == 0 or d == 0:
+        return out
+    cdef floating[:, ::1] o = out
+    cdef const floating *px = &X[0, 0]
+    cdef const int64_t *pi = &order[0]
+    cdef floating *po = &o[0, 0]
+    with nogil:
+        lo = 0
+        while lo + B <= n_idx:
+            for k in prange(n_threads, num_threads=n_threads, schedule="static", chunksize=1):
+                _gather_part(B * k // n_threads, B * (k + 1) // n_threads, d, px, pi + lo, po,
+                             naive)
+            lo += B
+    if not _guards_intact(storage, B * d):
+        raise RuntimeError(f"gather kernel wrote outside its output ({B}x{d})")
+    return out
+
+
+cdef void _gather_part(int64_t lo, int64_t hi, int64_t d, const floating *X,
+                       const int64_t *idx, floating *out, bint naive) noexcept nogil:
+    if floating is float:
+        if naive:
+            gather_rows_naive_f32(hi - lo, d, X, idx + lo, out + lo * d)
+        else:
+            gather_rows_f32(hi - lo, d, X, idx + lo, out + lo * d)
+    else:
+        if naive:
+            gather_rows_naive_f64(hi - lo, d, X, idx + lo, out + lo * d)
+        else:
+            gather_rows_f64(hi - lo, d, X, idx + lo, out + lo * d)
+
+
 def set_direct_kernels(bint enabled):
     """Switch the direct kernels' AVX-512 code off (they fall back to the naive references)
     or back to what the CPU supports (for tests; returns the previous availability)."""
