@@ -46,7 +46,8 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from .backends import DEVICES, make_network, resolve_device, validate_training_data
+from .backends import (DEVICES, _raise_nonfinite, make_network, resolve_device,
+                       validate_training_data)
 from .backends.base import NetworkSpec, OptimizerSpec
 from ._threads import resolve_n_threads
 from .initializers import sklearn_glorot_uniform
@@ -105,6 +106,18 @@ def _densify(X):
     if sp.issparse(X):
         return X.toarray(order="C")
     return X
+
+
+def _cast_finite(X, dtype):
+    """Finite (validated) host X in the weights' dtype (a dense X C-contiguous, a
+    scipy.sparse one still sparse); values beyond that dtype's range (float64 data for
+    weights fitted in float32) raise the ValueError the fronts give for them instead of
+    becoming infinities."""
+    with np.errstate(over="raise"):
+        try:
+            return X.astype(dtype) if sp.issparse(X) else np.ascontiguousarray(X, dtype=dtype)
+        except FloatingPointError:
+            _raise_nonfinite("X", X.data if sp.issparse(X) else X, dtype, np)
 
 
 class _BaseMLP(BaseEstimator):
@@ -353,8 +366,7 @@ class _BaseMLP(BaseEstimator):
 
     @staticmethod
     def _forward_dense(net, X, dtype, xp):
-        X = xp.ascontiguousarray(xp.asarray(X), dtype=dtype)
-        return _to_host(net.forward(X))
+        return _to_host(net.forward(xp.asarray(_cast_finite(X, dtype))))
 
     # ----------------------------------------------------------------------- fit
     def _initialize(self, y, layer_units, dtype, has_validation):
@@ -394,7 +406,7 @@ class _BaseMLP(BaseEstimator):
         if not first_pass and X.dtype != self.coefs_[0].dtype:
             # as scikit-learn, later passes (warm_start, partial_fit) keep the weights'
             # dtype from the first one: X of another dtype is converted, not the weights
-            X = X.astype(self.coefs_[0].dtype)
+            X = _cast_finite(X, self.coefs_[0].dtype)
         n_samples, n_features = X.shape
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
@@ -444,7 +456,8 @@ class _BaseMLP(BaseEstimator):
         if shapes != want:
             raise ValueError(
                 f"the fitted weights have shapes {shapes} but the data and "
-                f"hidden_layer_sizes need {want}; refit with warm_start=False")
+                f"hidden_layer_sizes need {want}; refit with warm_start=False (for "
+                "partial_fit: start from a new estimator, sklearn.base.clone)")
 
     def _class_weighted(self, sample_weight, y_raw, incremental):
         return sample_weight  # the classifier overrides this

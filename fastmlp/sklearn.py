@@ -302,8 +302,10 @@ Parameters
 class_weight : dict, list of dict, 'balanced' or None, default=None
     Weights associated with classes (fastmlp extra), multiplied into
     ``sample_weight``: a dict ``{{class_label: weight}}``, 'balanced' for
-    ``n_samples / (n_classes * np.bincount(y))``, or for multi-label y a list of
-    dicts (one per output) or 'balanced'. None gives every class weight one.
+    ``n_samples / (n_classes * np.bincount(y))`` (given ``sample_weight``, each
+    class's total sample weight in place of its count, as scikit-learn's classifiers
+    weigh it), or for multi-label y a list of dicts (one per output) or 'balanced'
+    (from row counts). None gives every class weight one.
     'balanced' is refused by partial_fit (it needs all of y at once).
 
 Attributes
@@ -334,6 +336,10 @@ Examples
         **_BaseMLP._parameter_constraints,
         "class_weight": [dict, list, StrOptions({"balanced"}), None],
     }
+
+    # scikit-learn's MLPClassifier has this attribute (not a parameter): the loss it
+    # minimises.  A class attribute, so that __init__ sets parameters only.
+    loss = "log_loss"
 
     def __init__(
         self,
@@ -475,9 +481,19 @@ Examples
             if isinstance(self.class_weight, list):
                 raise ValueError("class_weight as a list of dicts is only for multi-label "
                                  "y; give a dict or 'balanced'")
-            per_class = compute_class_weight(self.class_weight, classes=self.classes_,
-                                             y=y_raw)
-            weights = per_class[np.searchsorted(self.classes_, y_raw)]
+            y_index = np.searchsorted(self.classes_, y_raw)
+            if self.class_weight == "balanced" and sample_weight is not None:
+                # the classes' weighted frequencies, as scikit-learn's
+                # compute_class_weight(..., sample_weight=) (1.9) and its other
+                # classifiers weigh them; a class whose rows all weigh 0 keeps them at 0
+                counts = np.bincount(y_index, weights=sample_weight,
+                                     minlength=len(self.classes_))
+                per_class = np.where(counts > 0, counts.sum() / (
+                    len(self.classes_) * np.where(counts > 0, counts, 1)), 0.0)
+            else:
+                per_class = compute_class_weight(self.class_weight, classes=self.classes_,
+                                                 y=y_raw)
+            weights = per_class[y_index]
         weights = np.asarray(weights, dtype=np.float64)
         if not np.isfinite(weights).all() or (weights < 0).any():
             raise ValueError(f"class_weight={self.class_weight!r} must give every class a "

@@ -73,6 +73,16 @@ def test_constructor_matches_sklearn(ours, theirs):
     assert ours().device == "cpu" and ours().dropout == 0.0
 
 
+@pytest.mark.parametrize("ours,theirs", [(MLPClassifier, sknn.MLPClassifier),
+                                         (MLPRegressor, sknn.MLPRegressor)])
+def test_unfitted_attributes_match_sklearn(ours, theirs):
+    """Every attribute scikit-learn's estimator has before fit, with its value: the
+    parameters and, for the classifier, ``loss`` (not a parameter)."""
+    for name, value in vars(theirs()).items():
+        assert getattr(ours(), name) == value, name
+    assert "loss" not in MLPClassifier().get_params()
+
+
 @pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_fitted_attributes_match_sklearn(solver, early_stopping):
@@ -91,6 +101,28 @@ def test_fitted_attributes_match_sklearn(solver, early_stopping):
         assert type(a) is type(b) or (np.isscalar(a) and np.isscalar(b)), name
     assert fm.n_layers_ == 3 and fm.out_activation_ == "softmax"
     assert_array_equal(fm.classes_, [0, 1, 2])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_float64_X_beyond_float32_range_for_float32_weights_raises(Estimator, device):
+    """Weights fitted in float32 compute in float32: finite float64 X too large for it is
+    a ValueError in every method, never an infinity or a NaN in the outputs."""
+    y = Y_IRIS if Estimator is MLPClassifier else X_IRIS[:, 0]
+    est = _quiet(Estimator(hidden_layer_sizes=(5,), max_iter=3, warm_start=True,
+                           device=device, random_state=0).fit, X_IRIS.astype(np.float32), y)
+    X = X_IRIS.copy()
+    X[3, 1] = 1e39
+    methods = [est.predict, lambda X: est.score(X, y), lambda X: est.fit(X, y),
+               lambda X: est.partial_fit(X, y)]
+    if Estimator is MLPClassifier:
+        methods.append(est.predict_proba)
+    for method in methods:
+        with pytest.raises(ValueError, match="too large for float32"):
+            method(X)
+        with pytest.raises(ValueError, match="too large for float32"):
+            method(sp.csr_matrix(X))
+    assert np.isfinite(est.predict(X_IRIS)).all()
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -400,6 +432,24 @@ def test_class_weight():
     manual = _quiet(MLPClassifier(**params).fit, X_IRIS, y,
                     sample_weight=sw * np.where(y == 1, 4.0, 1.0))
     _same_weights(as_dict, manual)
+    # with sample weights, 'balanced' weighs each class by its total sample weight, as
+    # scikit-learn's compute_class_weight(..., sample_weight=) and its classifiers do; a
+    # class whose rows all weigh 0 keeps them at 0
+    sw[:10] = 0.0
+    balanced = _quiet(MLPClassifier(class_weight="balanced", **params).fit, X_IRIS, y,
+                      sample_weight=sw)
+    totals = np.array([sw[y == 0].sum(), sw[y == 1].sum()])
+    manual = _quiet(MLPClassifier(**params).fit, X_IRIS, y,
+                    sample_weight=sw * (totals.sum() / (2 * totals))[y])
+    _same_weights(balanced, manual)
+    y3 = y.copy()
+    y3[:5] = 2  # class 2 only on rows of weight 0
+    balanced = _quiet(MLPClassifier(class_weight="balanced", **params).fit, X_IRIS, y3,
+                      sample_weight=sw)
+    totals = np.array([sw[y3 == c].sum() for c in range(3)])
+    manual = _quiet(MLPClassifier(**params).fit, X_IRIS, y3,
+                    sample_weight=sw * np.r_[totals[:2].sum() / (3 * totals[:2]), 0.0][y3])
+    _same_weights(balanced, manual)
     with pytest.raises(ValueError, match="not supported for partial_fit"):
         MLPClassifier(class_weight="balanced", device=DEVICE).partial_fit(
             X_IRIS, y, classes=[0, 1])
@@ -647,6 +697,23 @@ def test_dtypes_follow_scikit_learn(Est):
                 ours = got
         assert ours == got == [np.float32, np.float64, np.float64, np.float64,
                                np.float32, np.float64]
+
+
+@pytest.mark.parametrize("Est", [fastmlp.MLPClassifier, fastmlp.MLPRegressor])
+def test_changed_hidden_layer_sizes_on_fitted_weights_raises(Est):
+    """A warm-started fit or a partial_fit whose hidden_layer_sizes no longer match the
+    fitted weights raises (scikit-learn silently keeps the old layers); a cold fit refits."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 3)
+    y = np.arange(40) % 2 if Est is fastmlp.MLPClassifier else X[:, 0]
+    m = _quiet(Est(hidden_layer_sizes=(5,), max_iter=3, warm_start=True).fit, X, y)
+    m.set_params(hidden_layer_sizes=(7,))
+    with pytest.raises(ValueError, match=r"shapes \[\(3, 5\), \(5, 1\)\].*warm_start=False"):
+        m.fit(X, y)
+    with pytest.raises(ValueError, match="partial_fit: start from a new estimator"):
+        m.partial_fit(X, y)
+    m.set_params(warm_start=False)
+    assert _quiet(m.fit, X, y).coefs_[0].shape == (3, 7)
 
 
 def test_bad_class_weights_layer_sizes_and_y_val_name_the_argument():
