@@ -390,6 +390,7 @@ class Model:
 
     @device.setter
     def device(self, value):
+        self._check_not_in_epoch("device")
         if value is not None:
             resolve_device(value)       # validates the name now (ValueError/RuntimeError)
         self._device = value
@@ -403,11 +404,21 @@ class Model:
 
     @n_threads.setter
     def n_threads(self, value):
+        self._check_not_in_epoch("n_threads")
         if value is not None:
             from ._threads import resolve_n_threads
             resolve_n_threads(value)    # validates now
+            value = int(value)          # a NumPy integer too: it goes into saved JSON
         self._n_threads = value
         self._move_network()
+
+    def _check_not_in_epoch(self, what):
+        """device and n_threads may change between epochs of a fit (from on_epoch_end,
+        say: the next epoch runs on the new engine), not inside one."""
+        if getattr(self, "_fit_phase", None) == "epoch":
+            raise RuntimeError(f"{what} cannot change in the middle of an epoch (from a "
+                               "callback's on_epoch_progress); change it in on_epoch_end "
+                               "or between fits")
 
     def _move_network(self):
         """Rebuild a built model's engine for the current device and thread count."""
@@ -466,8 +477,13 @@ class Model:
             several (Keras 3's rule); ``"binary_accuracy"`` needs one output.
 
         Compiling a built model keeps its weights and starts a fresh optimizer state.
-        An optimizer instance belongs to the one model compiled with it.
+        An optimizer instance belongs to the one model compiled with it.  Not during
+        :meth:`fit` (from a callback): RuntimeError.
         """
+        if getattr(self, "_fit_phase", None) is not None:
+            raise RuntimeError("compile() was called during fit() (from a callback?); the "
+                               "data of a running fit is prepared for its loss: compile "
+                               "before or after fit")
         if loss is None:
             raise ValueError(f"compile() needs a loss; one of {_losses.LOSSES}")
         info = _losses.get(loss)
@@ -686,6 +702,16 @@ class Model:
         sizer = _SliceSizer(SLICE_SECONDS_DISPLAY if cl.wants_progress
                             else SLICE_SECONDS_SILENT)
         net = self._network
+        self._fit_phase = "between epochs"   # "epoch" while one runs (see _check_not_in_epoch)
+        try:
+            return self._fit_epochs(net, cl, sizer, history, X, Y, sw, val, offset, steps,
+                                    batch_size, epochs, initial_epoch, shuffle)
+        finally:
+            self._fit_phase = None
+
+    def _fit_epochs(self, net, cl, sizer, history, X, Y, sw, val, offset, steps, batch_size,
+                    epochs, initial_epoch, shuffle):
+        """fit's loop over epochs, callbacks and its warnings; returns the History."""
         interrupted = None     # (epoch, steps_done) when Ctrl-C stopped training
         diverged = None        # (epoch whose loss or weights became non-finite, epoch restored)
         previous = None        # the snapshot taken at the start of the previous epoch
@@ -699,7 +725,11 @@ class Model:
                         break
                     self._apply_epoch_schedule(epoch)
                     cl.on_epoch_begin(epoch, {})
+                    # the engine as it is now: a callback may have moved the model to
+                    # another device or thread count between epochs
+                    net = self._network
                     snapshot = (net.get_params(), net.get_optimizer_state())
+                    self._fit_phase = "epoch"
                     net.start_epoch(X, Y, sw, batch_size=batch_size, shuffle=bool(shuffle),
                                     seed=self._seed, epoch=self._epochs_run,
                                     track_metrics=True)
@@ -707,6 +737,7 @@ class Model:
                         steps_done = self._run_slices(net, epoch, sizer, cl, sigint, offset)
                     done, total = net.epoch_progress
                     loss = net.finish_epoch()
+                    self._fit_phase = "between epochs"
                     self._epochs_run += 1
                     # (the optimizer state too: an overflowing squared gradient leaves
                     # Adam's second moment at inf, freezing weights with every loss finite)
@@ -719,7 +750,7 @@ class Model:
                         restored = epoch
                         if net.diverged and steps_done == 0 and previous is not None:
                             snapshot, restored = previous, epoch - 1
-                        net.set_params(snapshot[0])
+                        net.set_params(_to_numpy(snapshot[0]))   # (maybe another device's)
                         net.set_optimizer_state(snapshot[1])
                         diverged = (epoch, restored)
                         cl.on_epoch_end(epoch, self._diverged_logs(val is not None))
@@ -750,7 +781,7 @@ class Model:
                 "optimizer state became NaN or infinite (learning rate too high, or unscaled "
                 "inputs/targets?). The weights were restored to those at the start of epoch "
                 f"{restored + 1}.",
-                RuntimeWarning, stacklevel=2)
+                RuntimeWarning, stacklevel=3)
         if interrupted is not None:
             ep, st = interrupted
             where = f"after epoch {ep + 1}" if st is None else \
@@ -758,7 +789,7 @@ class Model:
             warnings.warn(f"fit was interrupted (Ctrl-C) {where}; the model keeps the "
                           "weights reached so far (unless a callback such as EarlyStopping("
                           "restore_best_weights=True) restored others at the end of training) "
-                          "and can be used or trained further.", UserWarning, stacklevel=2)
+                          "and can be used or trained further.", UserWarning, stacklevel=3)
         return history
 
     def _apply_epoch_schedule(self, epoch):
@@ -1183,7 +1214,16 @@ class Model:
         if params.shape != (net.spec.n_params,):
             raise ValueError(f"{os.fspath(filepath)!r}: weights of shape {params.shape}; "
                              f"expected ({net.spec.n_params},)")
+        _check_stored_finite(params, os.fspath(filepath))
         net.set_params(params.astype(self.dtype, copy=False))
+
+
+def _check_stored_finite(params, path):
+    """Saved weights are finite (fit restores finite weights when training diverges, and
+    set_weights refuses others): NaN or infinity means an edited file."""
+    if params.dtype.kind != "f" or not np.isfinite(params).all():
+        raise ValueError(f"{path!r}: the stored weights contain NaN or infinity (or are not "
+                         "floating point); was the file edited?")
 
 
 def _readable_size(nbytes):
@@ -1380,6 +1420,7 @@ def load_model(filepath, *, device=None, n_threads=None, compile=True):
             if list(net.spec.layer_sizes) != list(built["layer_sizes"]) or \
                     params.shape != (net.spec.n_params,) or str(params.dtype) != model.dtype:
                 raise ValueError("the stored weights do not match the stored architecture")
+            _check_stored_finite(params, path)
             net.set_params(params)
             state = config.get("optimizer_state")
             if state and model.compiled:
@@ -1387,7 +1428,7 @@ def load_model(filepath, *, device=None, n_threads=None, compile=True):
                 if float(state["learning_rate"]) != net.optimizer.learning_rate:
                     net.set_learning_rate(float(state["learning_rate"]))
                 net.set_optimizer_state({"step": int(state["step"]), "slots": slots})
-    except (KeyError, TypeError, IndexError) as exc:
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
         raise ValueError(f"{path!r}: the saved model is inconsistent ({type(exc).__name__}: "
                          f"{exc}); was it edited?") from None
     return model

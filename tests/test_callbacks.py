@@ -355,3 +355,49 @@ def test_callback_arguments_are_checked_by_name():
         with pytest.raises(exc, match=match):
             make()
     assert callbacks.EarlyStopping(patience=3.0).patience == 3      # integral floats pass
+
+
+# ---- the model changed by a callback during fit ----------------------------------------
+class _AtEpochEnd(callbacks.Callback):
+    def __init__(self, epoch, change):
+        super().__init__()
+        self.epoch, self.change = epoch, change
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.change(self.model)
+
+
+def test_threads_or_device_changed_between_epochs_keep_training():
+    """n_threads or device set in on_epoch_end: the next epochs train the new engine
+    (fit had kept training the engine it started with, and the model's weights stopped
+    at the change); the result is the run without the change."""
+    X, y = _data()
+    ref = _model(device="cpu")
+    ref.fit(X, y, epochs=4, batch_size=20, verbose=0)
+    for change in (lambda m: setattr(m, "n_threads", 2),
+                   lambda m: setattr(m, "device", "numpy")):
+        m, rec = _model(device="cpu"), WeightRecorder()
+        m.n_threads = 1
+        m.fit(X, y, epochs=4, batch_size=20, verbose=0, callbacks=[_AtEpochEnd(0, change),
+                                                                     rec])
+        assert not _same(rec.weights[1], rec.weights[3])
+        for a, b in zip(m.get_weights(), ref.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_threads_changed_inside_an_epoch_or_compile_during_fit_raise():
+    class InEpoch(callbacks.Callback):
+        def on_epoch_progress(self, epoch, steps_done, logs=None):
+            self.model.n_threads = 2
+
+    X, y = _data()
+    m = _model(device="cpu")
+    with pytest.raises(RuntimeError, match="middle of an epoch"):
+        m.fit(X, y, epochs=2, batch_size=20, verbose=1, callbacks=[InEpoch()])
+    with pytest.raises(RuntimeError, match=r"compile\(\) was called during fit"):
+        m.fit(X, y, epochs=2, batch_size=20, verbose=0,
+              callbacks=[_AtEpochEnd(0, lambda m: m.compile("adam", "mse"))])
+    m.n_threads = 2          # after a fit that raised, the model can change and train again
+    m.fit(X, y, epochs=1, batch_size=20, verbose=0)
+    m.compile("adam", "sparse_categorical_crossentropy")

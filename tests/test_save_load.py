@@ -238,6 +238,51 @@ def test_inconsistent_but_signed_file_gives_clear_error(saved, tmp_path):
         fastmlp.load_model(out)
 
 
+def _resigned(saved, out, edit):
+    """A copy of `saved` edited by edit(config, arrays), its digest recomputed."""
+    with np.load(saved) as data:
+        arrays = {k: data[k] for k in data.files}
+    cfg = json.loads(arrays.pop("fastmlp_config").tobytes())
+    arrays.pop("fastmlp_sha256")
+    edit(cfg, arrays)
+    config_bytes = json.dumps(cfg, sort_keys=True).encode()
+    digest = model_module._digest(config_bytes, arrays)
+    arrays["fastmlp_config"] = np.frombuffer(config_bytes, dtype=np.uint8)
+    arrays["fastmlp_sha256"] = np.frombuffer(digest.encode(), dtype=np.uint8)
+    np.savez(out, **arrays)
+    return out
+
+
+def test_edited_signed_files_with_bad_contents_give_clear_errors(saved, tmp_path):
+    """Edits with a recomputed digest: a model config of the wrong type, and weights
+    holding NaN (load_model and load_weights alike), are ValueErrors naming the file."""
+    def wrong_type(cfg, arrays):
+        cfg["model"] = []
+
+    def nan_weight(cfg, arrays):
+        arrays["params"] = arrays["params"].copy()
+        arrays["params"][3] = np.nan
+
+    with pytest.raises(ValueError, match="inconsistent"):
+        fastmlp.load_model(_resigned(saved, tmp_path / "a.npz", wrong_type))
+    path = _resigned(saved, tmp_path / "b.npz", nan_weight)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        fastmlp.load_model(path)
+    model = fastmlp.load_model(saved)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        model.load_weights(path)
+    assert _same(model.get_weights(), before)
+
+
+def test_numpy_integer_n_threads_is_saved_as_an_int(tmp_path):
+    m = Model([Dense(3, "softmax", input_dim=5)], n_threads=np.int64(1))
+    m.compile("adam", "sparse_categorical_crossentropy")
+    assert type(m.n_threads) is int
+    m.save(tmp_path / "m.npz")
+    assert fastmlp.load_model(tmp_path / "m.npz").n_threads == 1
+
+
 def test_newer_format_is_refused(saved, tmp_path):
     with np.load(saved) as data:
         arrays = {k: data[k] for k in data.files}
