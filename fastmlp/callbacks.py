@@ -120,6 +120,15 @@ def _whole(value, where, minimum=0):
     return int(value)
 
 
+def _text_path(value, where):
+    """``value`` (a str or os.PathLike naming a file) as a str, or a TypeError naming
+    ``where``."""
+    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        raise TypeError(f"{where}={value!r}): expected a file path (a str or pathlib.Path)")
+    return path
+
+
 def _overrides(callback, hook):
     method = getattr(callback, hook)
     return getattr(method, "__func__", method) is not getattr(Callback, hook)
@@ -384,7 +393,7 @@ class ModelCheckpoint(Callback):
                  save_weights_only=False, mode="auto", save_freq="epoch",
                  initial_value_threshold=None):
         super().__init__()
-        self.filepath = os.fspath(filepath)
+        self.filepath = _text_path(filepath, "ModelCheckpoint(filepath")
         self.monitor = str(monitor)
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
@@ -394,7 +403,8 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint(save_freq={save_freq!r}): only 'epoch' is "
                              "supported (batches run inside the engine)")
         self.save_freq = save_freq
-        self.best = None if initial_value_threshold is None else float(initial_value_threshold)
+        self.best = None if initial_value_threshold is None else \
+            _real(initial_value_threshold, "ModelCheckpoint(initial_value_threshold")
 
     def _path(self, epoch, logs):
         try:
@@ -419,7 +429,8 @@ class ModelCheckpoint(Callback):
                           f"{self.best:.5f}")
                 return
             if self.verbose:
-                prev = "inf" if self.best is None else f"{self.best:.5f}"
+                prev = ("inf" if self.mode == "min" else "-inf") if self.best is None \
+                    else f"{self.best:.5f}"
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {prev} to "
                       f"{current:.5f}, saving model to {path}")
             self.best = current
@@ -463,7 +474,7 @@ class CSVLogger(Callback):
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
-        self.filename = os.fspath(filename)
+        self.filename = _text_path(filename, "CSVLogger(filename")
         if not isinstance(separator, str) or len(separator) != 1:
             raise ValueError(f"CSVLogger(separator={separator!r}): must be one character, "
                              "such as ',' or '\\t'")

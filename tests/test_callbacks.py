@@ -242,7 +242,11 @@ def test_model_checkpoint_save_best_only(tmp_path, capsys):
     assert saved == [0, 1, 3]
     out = capsys.readouterr().out
     assert "val_loss improved from 0.50000 to 0.40000" in out and "did not improve" in out
+    assert "val_loss improved from inf to 1.00000" in out
     assert [f for f in os.listdir(tmp_path)] == ["best.npz"]      # no temporary files left
+    ck = callbacks.ModelCheckpoint(path, monitor="accuracy", save_best_only=True, verbose=1)
+    _fit(_model(), [ck], epochs=1)
+    assert "accuracy improved from -inf to" in capsys.readouterr().out   # as Keras
 
 
 def test_model_checkpoint_weights_only(tmp_path):
@@ -350,7 +354,15 @@ def test_callback_arguments_are_checked_by_name():
            (lambda: callbacks.EarlyStopping(start_from_epoch="a"), TypeError, "start_from_epoch"),
            (lambda: callbacks.EarlyStopping(min_delta=-1), ValueError, r"min_delta=-1\)"),
            (lambda: callbacks.EarlyStopping(baseline="x"), TypeError, "baseline"),
-           (lambda: callbacks.CSVLogger("log.csv", separator=";;"), ValueError, "one character")]
+           (lambda: callbacks.CSVLogger("log.csv", separator=";;"), ValueError, "one character"),
+           (lambda: callbacks.CSVLogger(None), TypeError, r"CSVLogger\(filename=None\)"),
+           (lambda: callbacks.ModelCheckpoint(b"m.npz"), TypeError,
+            r"ModelCheckpoint\(filepath=b'm.npz'\): expected a file path"),
+           (lambda: callbacks.ModelCheckpoint(None), TypeError, "filepath=None"),
+           (lambda: callbacks.ModelCheckpoint("m.npz", initial_value_threshold="abc"),
+            TypeError, "initial_value_threshold='abc'"),
+           (lambda: callbacks.ModelCheckpoint("m.npz", initial_value_threshold=float("nan")),
+            ValueError, "initial_value_threshold=nan")]
     for make, exc, match in bad:
         with pytest.raises(exc, match=match):
             make()
