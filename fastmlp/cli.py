@@ -204,6 +204,10 @@ def read_npz(path, *, require_label=True):
     holding only features (``X``, ``x``, ``x_test`` ...) is accepted.
     """
     path = Path(path)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):   # a zip archive (an empty one)
+        raise CLIError(f"{path} is not an .npz file (an .npz is a zip archive of arrays)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -313,6 +317,44 @@ def _fold_standardization(model, mean, scale):
     model.set_weights(weights)
 
 
+#: the largest rounding error of a raw feature, in its standard deviations, that a saved
+#: model may see: the model reads raw x in its dtype (float32 keeps about 7 significant
+#: digits), so a feature whose mean is far larger than its spread loses the digits that vary
+_FOLD_MAX_ROUNDING = 1e-2
+
+
+def _check_foldable(mean, scale, dtype, feature_names):
+    """Refuse, before training, standardisation that the saved model could not fold:
+    a feature with |mean| / std * eps(dtype) above _FOLD_MAX_ROUNDING."""
+    rounding = np.abs(mean) / scale * np.finfo(dtype).eps
+    worst = int(np.argmax(rounding)) if len(rounding) else 0
+    if len(rounding) and rounding[worst] > _FOLD_MAX_ROUNDING:
+        name = feature_names[worst] if feature_names else f"column {worst}"
+        raise CLIError(
+            f"feature {name!r} has mean {mean[worst]:.6g} and standard deviation "
+            f"{scale[worst]:.3g}: the saved model reads raw features (the standardisation "
+            f"is folded into its first layer), and {dtype} values that large keep too few "
+            "of the digits that vary; use --dtype float64, or subtract the offset from the "
+            "data")
+
+
+def _model_output_path(output):
+    """The .npz file ``fastmlp train -o`` writes (".npz" appended as Model.save does),
+    checked before training: not a folder, in a folder that exists."""
+    text = str(output)
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise CLIError(f"--output {text}: names a folder; give a file name such as "
+                       f"{path / 'model.npz'}")
+    if path.suffix.lower() != ".npz":
+        path = path.with_name(path.name + ".npz")
+    if path.is_dir():
+        raise CLIError(f"--output {text}: {path} is a folder")
+    if not path.parent.is_dir():
+        raise CLIError(f"--output {text}: the folder {path.parent} does not exist")
+    return path
+
+
 def _metadata_path(model_path):
     return Path(str(model_path) + ".json")
 
@@ -320,9 +362,7 @@ def _metadata_path(model_path):
 def save_cli_model(model, path, metadata):
     """Save ``model`` with ``fastmlp.Model.save`` and the command's metadata
     (task, class labels, feature names) in a JSON file beside it."""
-    path = Path(path)
-    if path.suffix.lower() != ".npz":
-        path = path.with_name(path.name + ".npz")
+    path = _model_output_path(path)
     model.save(path)
     meta_path = _metadata_path(path)
     tmp = meta_path.with_name(meta_path.name + ".tmp")
@@ -342,6 +382,9 @@ def load_cli_model(path, device=None):
         model = load_model(path, device=device)
     except ValueError as exc:       # truncated, foreign or modified file
         raise CLIError(str(exc)) from None
+    if not model.built:
+        raise CLIError(f"{path}: the model holds no weights (it was saved before it was "
+                       "built or trained)")
     meta = {}
     meta_path = _metadata_path(path)
     if meta_path.is_file():
@@ -504,8 +547,11 @@ def _build_model(args, n_features, n_outputs, task, device):
                   n_threads=args.threads)
     kind = args.optimizer
     lr = args.lr
+    if kind != "sgd" and (args.momentum is not None or args.nesterov):
+        raise CLIError(f"--momentum and --nesterov apply to --optimizer sgd (this run's "
+                       f"optimizer is {kind})")
     if kind == "sgd":
-        optimizer = optimizers.SGD(learning_rate=lr or 0.01, momentum=args.momentum,
+        optimizer = optimizers.SGD(learning_rate=lr or 0.01, momentum=args.momentum or 0.0,
                                    nesterov=args.nesterov)
     elif kind == "adam":
         optimizer = optimizers.Adam(**({"learning_rate": lr} if lr else {}))
@@ -521,11 +567,12 @@ def _encode_labels(y, task, source):
     if task == "regression":
         if y.dtype.kind not in "biuf":
             raise CLIError(f"{source}: regression needs numeric labels; got text such as "
-                           f"{y[0]!r} (use --task classification)")
+                           f"{str(y[0])!r} (use --task classification)")
         return y.astype(np.float64).reshape(len(y), -1), None
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        raise CLIError(f"{source}: the label column holds a single class ({classes[0]!r}); "
+        raise CLIError(f"{source}: the label column holds a single class "
+                       f"({classes[0].item()!r}); "
                        "at least 2 are needed")
     if len(classes) > max(100, len(y) // 2):
         raise CLIError(f"{source}: {len(classes)} distinct labels for {len(y)} rows; is "
@@ -543,11 +590,31 @@ def _accuracy_or_error(model, X, y_encoded, task):
     return "mse", float(np.mean((outputs - y_encoded) ** 2))
 
 
+class _Interrupted(Exception):
+    """Training was stopped by Ctrl-C: exit status 130, nothing saved."""
+
+
+def _report_fit_warnings(caught, quiet):
+    """After fit: a divergence is an error and Ctrl-C an interruption (no model is
+    saved for either); other warnings are printed as one line each."""
+    from .model import TrainingDivergedWarning, TrainingInterruptedWarning
+    for w in caught:
+        if issubclass(w.category, TrainingDivergedWarning):
+            raise CLIError(f"training diverged: {w.message} Try a lower --lr; no model "
+                           "was saved")
+        if issubclass(w.category, TrainingInterruptedWarning):
+            raise _Interrupted()
+    for w in caught:
+        if not quiet:
+            print(f"{PROG} train: warning: {w.message}", file=sys.stderr)
+
+
 def cmd_train(args):
     """Train a network on DATA and save it."""
     from sklearn.model_selection import train_test_split
     from . import callbacks
     device = _check_device(args.device)
+    output = _model_output_path(args.output)     # checked before any training
     data = load_data(args.data, args.label_column)
     X, y = np.asarray(data["X"], dtype=np.float64), data["y"]
     if y is None:
@@ -602,6 +669,7 @@ def cmd_train(args):
         mean = X.mean(axis=0)
         scale = X.std(axis=0)
         scale[~(scale > 1e-12 * (1 + np.abs(mean)))] = 1.0
+        _check_foldable(mean, scale, args.dtype, data["feature_names"])
     else:
         mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
     n_outputs = len(classes) if task == "classification" else y_enc.shape[1]
@@ -609,10 +677,13 @@ def cmd_train(args):
     if not q and args.verbose:
         model.summary()
     start = time.perf_counter()
-    history = model.fit((X - mean) / scale, y_enc, batch_size=args.batch_size,
-                        epochs=args.epochs, verbose=0 if q else args.verbose,
-                        validation_split=validation_split, callbacks=fit_callbacks)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit((X - mean) / scale, y_enc, batch_size=args.batch_size,
+                            epochs=args.epochs, verbose=0 if q else args.verbose,
+                            validation_split=validation_split, callbacks=fit_callbacks)
     seconds = time.perf_counter() - start
+    _report_fit_warnings(caught, quiet=q)       # raises if training diverged or was stopped
     _fold_standardization(model, mean, scale)   # the saved model reads raw features
     epochs_run = len(history.history.get("loss", [])) or args.epochs
     n_fit = int(len(X) * (1.0 - validation_split))       # Keras' split point
@@ -637,7 +708,7 @@ def cmd_train(args):
                 "feature_names": data["feature_names"], "label_name": data["label_name"],
                 "classes": None if classes is None else classes.tolist(),
                 "data": str(args.data)}
-    path = save_cli_model(model, args.output, metadata)
+    path = save_cli_model(model, output, metadata)
     _print(f"saved the model to {path}", quiet=q)
     args._result = result
     return 0
@@ -694,7 +765,8 @@ def cmd_predict(args):
             writer = csv.writer(f)
             header = ["prediction"] if np.ndim(labels) == 1 else \
                 [f"output_{k}" for k in range(outputs.shape[1])]
-            names = classes if classes else list(range(outputs.shape[1]))
+            names = classes if classes else list(range(
+                proba.shape[1] if proba is not None else outputs.shape[1]))
             if args.proba and proba is not None:
                 header += [f"proba_{c}" for c in names[:proba.shape[1]]]
             writer.writerow(header)
@@ -946,9 +1018,10 @@ def _add_train_parser(sub):
                    default="adam", help="default: adam")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (default: the optimizer's, 0.01 for sgd)")
-    p.add_argument("--momentum", type=_fraction, default=0.0,
-                   help="SGD momentum (default: 0)")
-    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum for SGD")
+    p.add_argument("--momentum", type=_fraction, default=None,
+                   help="SGD momentum (default: 0; --optimizer sgd only)")
+    p.add_argument("--nesterov", action="store_true",
+                   help="Nesterov momentum (--optimizer sgd only)")
     p.add_argument("--epochs", type=_positive_int, default=20, help="default: 20")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="default: 32")
     p.add_argument("--validation-split", type=_fraction, default=0.0,
@@ -1040,8 +1113,9 @@ def main(argv=None):
         return 2
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, _Interrupted):
+        print(f"{PROG}: interrupted" + ("; no model was saved" if args.command == "train"
+                                        else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         # the reader went away (`fastmlp info --json | head`): stop quietly, with
@@ -1051,7 +1125,7 @@ def main(argv=None):
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except (CLIError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError,
-            TypeError, RuntimeError, ImportError, OSError) as exc:
+            TypeError, RuntimeError, ImportError, OSError, MemoryError) as exc:
         if args.traceback:
             raise
         message = str(exc) if isinstance(exc, CLIError) else f"{type(exc).__name__}: {exc}"

@@ -44,7 +44,8 @@ from .initializers import init_params
 from .layers import Layer, _check_int
 from .layers import get as _get_layer_class
 
-__all__ = ["Model", "Sequential", "load_model"]
+__all__ = ["Model", "Sequential", "load_model", "TrainingDivergedWarning",
+           "TrainingInterruptedWarning"]
 
 FILE_FORMAT = "fastmlp.model"
 FILE_FORMAT_VERSION = 1
@@ -116,6 +117,16 @@ class _SliceSizer:
         per_step = seconds / steps_ran
         want = self.steps * 8 if per_step <= 0 else int(self.target / per_step)
         self.steps = max(1, min(want, self.steps * 8))
+
+
+class TrainingDivergedWarning(RuntimeWarning):
+    """:meth:`Model.fit` stopped because the loss, the weights or the optimizer state
+    became NaN or infinite (the weights are restored to the last sound ones)."""
+
+
+class TrainingInterruptedWarning(UserWarning):
+    """:meth:`Model.fit` stopped early because of Ctrl-C (the model keeps the weights
+    reached so far)."""
 
 
 class _SigintCatcher:
@@ -638,7 +649,9 @@ class Model:
         warning and restore the weights at the start of the last epoch that began from
         sound ones (that epoch, or the one before when its first batch already failed).
         Ctrl-C stops training at the next slice
-        boundary (well under a second), leaving a usable model, with a warning.
+        boundary (well under a second), leaving a usable model, with a warning.  The
+        warnings' categories, :class:`TrainingDivergedWarning` (a RuntimeWarning) and
+        :class:`TrainingInterruptedWarning` (a UserWarning), tell the two apart.
         """
         self._require_compiled("fit")
         verbose = _check_verbose(verbose)
@@ -781,7 +794,7 @@ class Model:
                 "optimizer state became NaN or infinite (learning rate too high, or unscaled "
                 "inputs/targets?). The weights were restored to those at the start of epoch "
                 f"{restored + 1}.",
-                RuntimeWarning, stacklevel=3)
+                TrainingDivergedWarning, stacklevel=3)
         if interrupted is not None:
             ep, st = interrupted
             where = f"after epoch {ep + 1}" if st is None else \
@@ -789,7 +802,8 @@ class Model:
             warnings.warn(f"fit was interrupted (Ctrl-C) {where}; the model keeps the "
                           "weights reached so far (unless a callback such as EarlyStopping("
                           "restore_best_weights=True) restored others at the end of training) "
-                          "and can be used or trained further.", UserWarning, stacklevel=3)
+                          "and can be used or trained further.", TrainingInterruptedWarning,
+                          stacklevel=3)
         return history
 
     def _apply_epoch_schedule(self, epoch):

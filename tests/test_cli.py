@@ -150,6 +150,10 @@ def test_train_corrupt_npz(tmp_path, capsys):
     path = tmp_path / "data.npz"
     path.write_bytes(b"garbage")
     status, _, err = run(["train", path, "--device", DEVICE], capsys)
+    # (numpy's own message for a file that is no zip suggests allow_pickle)
+    assert status == 2 and "is not an .npz file" in err and "pickle" not in err
+    path.write_bytes(b"PK\x03\x04truncated")
+    status, _, err = run(["train", path, "--device", DEVICE], capsys)
     assert status == 2 and "not a readable .npz" in err
 
 
@@ -497,3 +501,109 @@ def test_the_documented_mnist_train_example_learns(mnist_path, monkeypatch, tmp_
     status, out, err = run(argv, capsys)
     assert status == 0, err
     assert number_after(out, "test accuracy") > 0.9
+
+
+# ------------------------------------------------------ found by an audit (session 17)
+def test_predict_proba_csv_of_a_one_output_model_saved_by_model_save(tmp_path, capsys):
+    """A sigmoid model without the sidecar: one column per class in the header too."""
+    X, y = datasets.load_dataset("moons")
+    m = fastmlp.Model([fastmlp.Dense(8, "tanh", input_dim=2), fastmlp.Dense(1, "sigmoid")],
+                      seed=0)
+    m.compile("adam", "binary_crossentropy")
+    m.fit(X, y, epochs=2, verbose=0)
+    m.save(tmp_path / "bin.npz")
+    np.save(tmp_path / "x.npy", X)
+    status, _, err = run(["predict", tmp_path / "bin.npz", tmp_path / "x.npy", "--proba",
+                          "-o", tmp_path / "p.csv"], capsys)
+    assert status == 0, err
+    with open(tmp_path / "p.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["prediction", "proba_0", "proba_1"]
+    assert {len(r) for r in rows} == {3}
+    p1 = m.predict(X)[:, 0]
+    np.testing.assert_allclose([float(r[2]) for r in rows[1:]], p1, rtol=1e-5)
+
+
+def test_predict_with_a_model_that_holds_no_weights(tmp_path, capsys):
+    m = fastmlp.Model([fastmlp.Dense(10, "relu"), fastmlp.Dense(3, "softmax")], seed=0)
+    m.compile("adam", "sparse_categorical_crossentropy")
+    m.save(tmp_path / "unbuilt.npz")
+    status, _, err = run(["predict", tmp_path / "unbuilt.npz", "iris",
+                          "-o", tmp_path / "p.csv"], capsys)
+    assert status == 2 and "holds no weights" in err
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("output,message", [
+    ("{tmp}/", "names a folder"), ("{tmp}", "names a folder"),
+    ("{tmp}/missing/m.npz", "does not exist")])
+def test_train_output_is_checked_before_training(tmp_path, capsys, output, message):
+    status, out, err = run(["train", "iris", "--epochs", "1", "-o",
+                            output.format(tmp=tmp_path)], capsys)
+    assert status == 2 and message in err and "trained" not in out
+    assert not list(tmp_path.parent.glob(tmp_path.name + ".npz*"))
+
+
+def test_train_divergence_is_an_error_and_saves_nothing(tmp_path, capsys):
+    status, _, err = run(["train", "iris", "--epochs", "3", "--optimizer", "sgd", "--lr", "1e9",
+                          "-o", tmp_path / "div.npz"], capsys)
+    assert status == 2 and "training diverged" in err and "no model was saved" in err
+    assert len(err.strip().splitlines()) == 1          # one line, no warning with source
+    assert not (tmp_path / "div.npz").exists()
+
+
+def test_train_interrupted_exits_130_and_saves_nothing(tmp_path, capsys, monkeypatch):
+    import warnings
+    from fastmlp.model import Model, TrainingInterruptedWarning
+
+    def interrupted_fit(self, *args, **kwargs):      # as fit ends after a Ctrl-C
+        warnings.warn("fit was interrupted (Ctrl-C)", TrainingInterruptedWarning)
+    monkeypatch.setattr(Model, "fit", interrupted_fit)
+    status, _, err = run(["train", "iris", "-o", tmp_path / "m.npz"], capsys)
+    assert status == 130 and "interrupted; no model was saved" in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_train_refuses_features_a_float32_model_cannot_read_raw(tmp_path, capsys):
+    """Standardisation is folded into the saved model, which reads raw features in its
+    dtype: a float32 model cannot tell apart values 1e8 + 0.1 and 1e8 + 0.2."""
+    X, y = datasets.load_iris()
+    np.savez(tmp_path / "far.npz", X=X + 1e8, y=y)
+    np.savez(tmp_path / "near.npz", X=X + 1e3, y=y)
+    status, out, err = run(["train", tmp_path / "far.npz", "--epochs", "1",
+                            "-o", tmp_path / "a.npz"], capsys)
+    assert status == 2 and "use --dtype float64" in err and "trained" not in out
+    for data, dtype in (("far.npz", "float64"), ("near.npz", "float32")):
+        status, out, err = run(["train", tmp_path / data, "--epochs", "60", "--dtype", dtype,
+                                "--hidden", "16", "--lr", "0.01", "-o", tmp_path / "m.npz"],
+                               capsys)
+        assert status == 0, err
+        status, out, err = run(["predict", tmp_path / "m.npz", tmp_path / data,
+                                "-o", tmp_path / "p.npy"], capsys)
+        assert status == 0, err
+        assert number_after(out, "accuracy against the labels") > 0.85, (data, out)
+
+
+def test_momentum_applies_to_sgd_only(capsys, tmp_path):
+    status, _, err = run(["train", "iris", "--momentum", "0.9", "-o", tmp_path / "m.npz"],
+                         capsys)
+    assert status == 2 and "--momentum and --nesterov apply to --optimizer sgd" in err
+    status, _, err = run(["train", "iris", "--optimizer", "sgd", "--momentum", "0.9",
+                          "--nesterov", "--epochs", "1", "-q", "-o", tmp_path / "m.npz"],
+                         capsys)
+    assert status == 0, err
+
+
+def test_out_of_memory_is_one_line(capsys, monkeypatch, tmp_path):
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 37.3 GiB for an array")
+    monkeypatch.setattr(cli, "_build_model", no_memory)
+    status, _, err = run(["train", "iris", "-o", tmp_path / "m.npz"], capsys)
+    assert status == 2 and err.strip() == \
+        "fastmlp train: error: MemoryError: Unable to allocate 37.3 GiB for an array"
+
+
+def test_text_labels_for_regression_are_quoted_plainly(iris_csv, capsys, tmp_path):
+    status, _, err = run(["train", iris_csv, "--task", "regression", "--label-column",
+                          "species", "-o", tmp_path / "m.npz"], capsys)
+    assert status == 2 and "got text such as 'setosa'" in err and "np.str_" not in err
