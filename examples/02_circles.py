@@ -47,7 +47,7 @@ def have_matplotlib():
         import matplotlib  # noqa: F401
     except ImportError:
         print("matplotlib is not installed: the plot is skipped "
-              "(pip install 'fastmlp[plot]' to get it)")
+              "(pip install matplotlib to get it)")
         return False
     return True
 

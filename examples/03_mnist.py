@@ -13,7 +13,7 @@ weights (as 28x28 images) are saved as PNG files.
 
 Needs MNIST: ``fastmlp.datasets.load_mnist`` reads $FASTMLP_DATA (or, run from the
 source tree, ../shared/data/mnist.npz beside the checkout), or downloads it once from
-OpenML.  The plots need matplotlib (``pip install 'fastmlp[plot]'``); without it they are
+OpenML.  The plots need matplotlib (``pip install matplotlib``); without it they are
 skipped.
 
 Run:  python examples/03_mnist.py
@@ -111,7 +111,7 @@ def main(quick=False, output_dir=".", device=None, seed=0):
         import matplotlib  # noqa: F401
     except ImportError:
         print("matplotlib is not installed: the plots are skipped "
-              "(pip install 'fastmlp[plot]' to get them)")
+              "(pip install matplotlib to get them)")
         return {"rows": rows, "plots": []}
     last = rows[-1]["model"]
     history_png = Path(output_dir) / "03_mnist_history.png"

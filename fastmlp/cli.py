@@ -92,7 +92,9 @@ def _check_device(device):
     except ImportError as exc:
         raise CLIError(f"device {device or 'cpu'!r} is unavailable: the compiled CPU engine "
                        f"is not built ({exc}); build it with `pip install .`, or use "
-                       "--device numpy") from exc
+                       "--device numpy (run inside a source checkout, Python imports its "
+                       "fastmlp/ folder, which has no engine, instead of the installed "
+                       "package: run from another folder, or `pip install -e .`)") from exc
     except (ValueError, TypeError, RuntimeError) as exc:
         raise CLIError(str(exc)) from exc
     return resolved

@@ -1,5 +1,5 @@
 """Plots of training histories, first-layer weights and decision boundaries
-(matplotlib, the ``plot`` extra: ``pip install 'fastmlp[plot]'``).
+(matplotlib: ``pip install matplotlib``, or the ``plot`` extra).
 
 Without a display (a server, CI) matplotlib's non-interactive "Agg" backend is
 selected before pyplot is imported, and each function can save its figure to a PNG
@@ -20,7 +20,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("fastmlp.plotting needs matplotlib: pip install 'fastmlp[plot]'"
+        raise ImportError("fastmlp.plotting needs matplotlib: pip install matplotlib"
                           ) from None
     if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND") and \
             sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and \

@@ -27,7 +27,8 @@ def _probe_cupy():
     try:
         import cupy  # noqa: F401
     except ImportError:
-        return None, "CuPy is not installed (pip install 'fastmlp[gpu]')"
+        return None, ("CuPy is not installed (pip install cupy-cuda12x, or cupy-cuda13x "
+                      "for CUDA 13)")
     except Exception as exc:  # installed but broken: warn, never crash
         warnings.warn(f"CuPy is installed but failed to import ({exc!r}); "
                       "device='cuda' is unavailable", RuntimeWarning, stacklevel=2)
