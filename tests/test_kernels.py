@@ -280,13 +280,14 @@ def test_softmax_is_accurate_float64(K, rng):
 
 # ---- the gather of shuffled rows (csrc/gather_impl.inc) ------------------------------------
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("d", [1, 4, 16, 17, 31, 784])
+@pytest.mark.parametrize("d", [1, 4, 16, 17, 31, 255, 257, 511, 515, 784])
 @pytest.mark.parametrize("B", [1, 7, 8, 9, 100])
 @pytest.mark.parametrize("naive", [False, True])
 def test_gather_rows_equals_numpy_take(dtype, d, B, naive, rng):
-    """Rows in groups of 8 (every remainder), rows shorter than a 64-byte line, longer rows
-    whose bytes end inside a line, the inline path of rows up to 16 elements, repeated
-    indices; nothing written outside the output (the entry point raises if so)."""
+    """The inline path of rows up to 16 elements, one memcpy per row under 2,048 bytes,
+    longer rows in groups of 8 (every remainder of B) one line at a time, their bytes
+    ending inside a line (515 floats, 257 doubles) or not; repeated indices; nothing
+    written outside the output (the entry point raises if so)."""
     X = rng.normal(size=(300, d)).astype(dtype)
     idx = rng.integers(0, 300, size=B)
     idx[B // 2] = idx[0]
