@@ -368,6 +368,35 @@ def test_divergence_is_detected_and_the_bad_update_not_applied(device, rng):
     assert done < n
 
 
+@pytest.mark.parametrize("batch_size,split", [(4, False), (8, True)])
+def test_a_diverging_batch_counts_in_no_metric(batch_size, split, rng):
+    """The batch whose loss is not finite is not applied and, in the engine as in the
+    reference, not counted in the epoch's accuracy / mae / mse either (the engine had
+    added it before its check); on one thread and with the batch split over two."""
+    spec = NetworkSpec((3, 8, 1), ("relu", "exp"), loss="poisson")
+    X, Y, _ = validate_training_data(spec, rng.normal(size=(64, 3)) * 10,
+                                     rng.poisson(3.0, (64, 1)))
+    metrics = []
+    with contextlib.ExitStack() as stack:
+        if split:
+            stack.enter_context(engine_switch(_network.set_shard_min_work, 0))
+            stack.enter_context(engine_switch(lambda p: _network.set_shard_rule(*p), (256, 1)))
+        for device, threads in (("cpu", 2 if split else 1), ("numpy", 1)):
+            net = make_network(spec, OptimizerSpec("sgd", 1e6), device=device,
+                               n_threads=threads)
+            if device == "cpu":
+                assert net._engine.will_shard(batch_size) == split
+            net.set_params(init_params(spec, seed=0))
+            with np.errstate(all="ignore"):
+                net.train_epoch(X, Y, batch_size=batch_size, track_metrics=True)
+            assert net.diverged and net.epoch_progress[0] < 64
+            metrics.append((net.epoch_progress, net.epoch_metrics))
+    (done_cpu, m_cpu), (done_ref, m_ref) = metrics
+    assert done_cpu == done_ref and m_cpu.keys() == m_ref.keys()
+    for key in ("accuracy", "mae", "mse", "data_loss"):
+        assert m_cpu[key] == pytest.approx(m_ref[key], rel=1e-6), key
+
+
 def test_run_steps_in_slices_equals_whole_epoch(device, rng):
     spec, X, y = _classification(rng)
     Xc, Yc, _ = validate_training_data(spec, X, y)

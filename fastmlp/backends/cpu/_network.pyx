@@ -867,7 +867,11 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
     cdef double norm, data_loss, penalty, lr_step
     cdef int k, n_shards, n_update, n_pen, n_gather, j
     cdef bint clear, sum_in_update, penalized = has_penalty(s)
+    cdef double metrics_before[4]   # shard 0's metric sums before the batch
     while s.done < s.n and not s.diverged and (max_steps < 0 or steps < max_steps):
+        if s.track_metrics:
+            for j in range(4):
+                metrics_before[j] = s.shards[0].metrics[j]
         lo = s.done
         b = s.batch_size if lo + s.batch_size <= s.n else s.n - lo
         n_shards = s.n_shards if batch_is_sharded(s, b) else 1
@@ -943,6 +947,9 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
                     s.shards[k].metrics[j] = 0.0
         if not isfinite(data_loss + penalty):
             s.diverged = True  # the update of this batch is not applied
+            if s.track_metrics:  # nor does it count in the metrics (as in the reference)
+                for j in range(4):
+                    s.shards[0].metrics[j] = metrics_before[j]
             break
         if n_update > 1 and s.clipnorm <= 0:
             lr_step = learning_rate_at(s, s.step)
