@@ -420,12 +420,19 @@ def test_python_m_fastmlp_subprocess(tmp_path):
     assert "missing.csv: no such file" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_predict_a_classifier_saved_by_model_save(tmp_path, capsys):
-    # no sidecar from `fastmlp train`: the model's loss says it is a classifier
-    X, y = datasets.load_iris()
-    m = fastmlp.Model([fastmlp.Dense(8, "relu", input_dim=4), fastmlp.Dense(3, "softmax")],
-                      seed=0)
-    m.compile("adam", "sparse_categorical_crossentropy")
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_predict_a_classifier_saved_by_model_save(output, tmp_path, capsys):
+    """No sidecar from `fastmlp train`: the model's loss says it is a classifier, and the
+    CSV has one probability column per class, for a one-output sigmoid model too (its
+    header had had one column fewer than its rows)."""
+    if output == "softmax":
+        X, y = datasets.load_iris()
+        last, loss = fastmlp.Dense(3, "softmax"), "sparse_categorical_crossentropy"
+    else:
+        X, y = datasets.load_dataset("moons")
+        last, loss = fastmlp.Dense(1, "sigmoid"), "binary_crossentropy"
+    m = fastmlp.Model([fastmlp.Dense(8, "relu", input_dim=X.shape[1]), last], seed=0)
+    m.compile("adam", loss)
     m.fit(X, y, epochs=3, verbose=0)
     m.save(tmp_path / "keras.npz")
     np.save(tmp_path / "x.npy", X)
@@ -434,8 +441,11 @@ def test_predict_a_classifier_saved_by_model_save(tmp_path, capsys):
     assert status == 0, err
     with open(tmp_path / "p.csv") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["prediction", "proba_0", "proba_1", "proba_2"]
     proba = m.predict(X)
+    if output == "sigmoid":
+        proba = np.hstack([1.0 - proba, proba])
+    assert rows[0] == ["prediction"] + [f"proba_{k}" for k in range(proba.shape[1])]
+    assert {len(r) for r in rows} == {1 + proba.shape[1]}
     assert [int(r[0]) for r in rows[1:]] == proba.argmax(axis=1).tolist()
     np.testing.assert_allclose([[float(v) for v in r[1:]] for r in rows[1:]], proba,
                                rtol=1e-5)
@@ -504,26 +514,6 @@ def test_the_documented_mnist_train_example_learns(mnist_path, monkeypatch, tmp_
 
 
 # ------------------------------------------------------ found by an audit (session 17)
-def test_predict_proba_csv_of_a_one_output_model_saved_by_model_save(tmp_path, capsys):
-    """A sigmoid model without the sidecar: one column per class in the header too."""
-    X, y = datasets.load_dataset("moons")
-    m = fastmlp.Model([fastmlp.Dense(8, "tanh", input_dim=2), fastmlp.Dense(1, "sigmoid")],
-                      seed=0)
-    m.compile("adam", "binary_crossentropy")
-    m.fit(X, y, epochs=2, verbose=0)
-    m.save(tmp_path / "bin.npz")
-    np.save(tmp_path / "x.npy", X)
-    status, _, err = run(["predict", tmp_path / "bin.npz", tmp_path / "x.npy", "--proba",
-                          "-o", tmp_path / "p.csv"], capsys)
-    assert status == 0, err
-    with open(tmp_path / "p.csv") as f:
-        rows = list(csv.reader(f))
-    assert rows[0] == ["prediction", "proba_0", "proba_1"]
-    assert {len(r) for r in rows} == {3}
-    p1 = m.predict(X)[:, 0]
-    np.testing.assert_allclose([float(r[2]) for r in rows[1:]], p1, rtol=1e-5)
-
-
 def test_predict_with_a_model_that_holds_no_weights(tmp_path, capsys):
     m = fastmlp.Model([fastmlp.Dense(10, "relu"), fastmlp.Dense(3, "softmax")], seed=0)
     m.compile("adam", "sparse_categorical_crossentropy")
