@@ -9,7 +9,8 @@ from .backends.base import NetworkSpec, OptimizerSpec  # noqa: F401
 # Keras-style front (issue 3)
 from . import callbacks, losses, optimizers, regularizers  # noqa: F401,E402
 from .layers import Dense  # noqa: F401,E402
-from .model import Model, Sequential, load_model  # noqa: F401,E402
+from .model import (Model, Sequential, TrainingDivergedWarning,  # noqa: F401,E402
+                    TrainingInterruptedWarning, load_model)
 
 
 def __getattr__(name):
@@ -24,7 +25,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
 
 
-__all__ = ["Model", "Sequential", "Dense", "load_model", "MLPClassifier", "MLPRegressor",
+__all__ = ["Model", "Sequential", "Dense", "load_model", "TrainingDivergedWarning",
+           "TrainingInterruptedWarning", "MLPClassifier", "MLPRegressor",
            "NetworkSpec", "OptimizerSpec", "make_network", "resolve_device", "HAS_CUPY",
            "set_num_threads", "get_num_threads", "callbacks", "losses", "optimizers",
            "regularizers", "datasets"]

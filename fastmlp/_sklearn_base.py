@@ -113,11 +113,12 @@ def _cast_finite(X, dtype):
     scipy.sparse one still sparse); values beyond that dtype's range (float64 data for
     weights fitted in float32) raise the ValueError the fronts give for them instead of
     becoming infinities."""
-    with np.errstate(over="raise"):
-        try:
+    try:
+        with np.errstate(over="raise"):
             return X.astype(dtype) if sp.issparse(X) else np.ascontiguousarray(X, dtype=dtype)
-        except FloatingPointError:
-            _raise_nonfinite("X", X.data if sp.issparse(X) else X, dtype, np)
+    except FloatingPointError:
+        pass
+    _raise_nonfinite("X", X.data if sp.issparse(X) else X, dtype, np)   # (no errstate)
 
 
 class _BaseMLP(BaseEstimator):
@@ -410,6 +411,10 @@ class _BaseMLP(BaseEstimator):
         n_samples, n_features = X.shape
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
+            # checked before class weights multiply in (a class whose weights are all
+            # negative would get a 'balanced' weight of 0 and pass as -0.0)
+            if not np.all(sample_weight >= 0):
+                raise ValueError("sample_weight must be finite and >= 0")
         sample_weight = self._class_weighted(sample_weight, y_raw, incremental)
 
         if y.ndim == 1:

@@ -307,11 +307,14 @@ def load_data(source, label_column=None, *, require_label=True):
 # ================================================================ model + metadata
 
 
-def _fold_standardization(model, mean, scale):
-    """Fold ``(x - mean) / scale`` into the first layer so the model reads raw x."""
+def _fold_standardization(model, mean, scale, constant):
+    """Fold ``(x - mean) / scale`` into the first layer so the model reads raw x.  A
+    constant feature was 0 throughout training: its weights are zeroed, so that the saved
+    model ignores it too (instead of cancelling mean * w against x * w)."""
     weights = model.get_weights()
     W = np.asarray(weights[0], dtype=np.float64)
     W_raw = W / scale[:, None]
+    W_raw[constant] = 0.0
     weights[0] = W_raw.astype(weights[0].dtype)
     if len(weights) > 1 and np.ndim(weights[1]) == 1:   # the first layer has a bias
         b = np.asarray(weights[1], dtype=np.float64) - mean @ W_raw
@@ -325,10 +328,11 @@ def _fold_standardization(model, mean, scale):
 _FOLD_MAX_ROUNDING = 1e-2
 
 
-def _check_foldable(mean, scale, dtype, feature_names):
+def _check_foldable(mean, scale, dtype, feature_names, constant):
     """Refuse, before training, standardisation that the saved model could not fold:
-    a feature with |mean| / std * eps(dtype) above _FOLD_MAX_ROUNDING."""
-    rounding = np.abs(mean) / scale * np.finfo(dtype).eps
+    a feature with |mean| / std * eps(dtype) above _FOLD_MAX_ROUNDING.  Constant features
+    are fine: the model never sees them (_fold_standardization)."""
+    rounding = np.where(constant, 0.0, np.abs(mean) / scale * np.finfo(dtype).eps)
     worst = int(np.argmax(rounding)) if len(rounding) else 0
     if len(rounding) and rounding[worst] > _FOLD_MAX_ROUNDING:
         name = feature_names[worst] if feature_names else f"column {worst}"
@@ -596,19 +600,22 @@ class _Interrupted(Exception):
     """Training was stopped by Ctrl-C: exit status 130, nothing saved."""
 
 
-def _report_fit_warnings(caught, quiet):
-    """After fit: a divergence is an error and Ctrl-C an interruption (no model is
-    saved for either); other warnings are printed as one line each."""
+def _fit_or_stop(model, *args, **kwargs):
+    """``model.fit``, where a divergence is an error and Ctrl-C an interruption (no model
+    is saved for either): fit's two warnings for them, raised as exceptions (fit warns
+    last, after it has restored the weights and ended its callbacks); other warnings keep
+    Python's filters."""
     from .model import TrainingDivergedWarning, TrainingInterruptedWarning
-    for w in caught:
-        if issubclass(w.category, TrainingDivergedWarning):
-            raise CLIError(f"training diverged: {w.message} Try a lower --lr; no model "
-                           "was saved")
-        if issubclass(w.category, TrainingInterruptedWarning):
-            raise _Interrupted()
-    for w in caught:
-        if not quiet:
-            print(f"{PROG} train: warning: {w.message}", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=TrainingDivergedWarning)
+        warnings.filterwarnings("error", category=TrainingInterruptedWarning)
+        try:
+            return model.fit(*args, **kwargs)
+        except TrainingDivergedWarning as exc:
+            raise CLIError(f"training diverged: {exc} Try a lower --lr; no model was "
+                           "saved") from None
+        except TrainingInterruptedWarning:
+            raise _Interrupted() from None
 
 
 def cmd_train(args):
@@ -667,11 +674,13 @@ def cmd_train(args):
         fit_callbacks.append(callbacks.EarlyStopping(
             monitor="val_loss", patience=args.early_stopping, min_delta=1e-4,
             restore_best_weights=True))
+    constant = np.zeros(X.shape[1], dtype=bool)
     if args.scale == "standard":
         mean = X.mean(axis=0)
         scale = X.std(axis=0)
-        scale[~(scale > 1e-12 * (1 + np.abs(mean)))] = 1.0
-        _check_foldable(mean, scale, args.dtype, data["feature_names"])
+        constant = ~(scale > 1e-12 * (1 + np.abs(mean)))   # standardised to 0 throughout
+        scale[constant] = 1.0
+        _check_foldable(mean, scale, args.dtype, data["feature_names"], constant)
     else:
         mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
     n_outputs = len(classes) if task == "classification" else y_enc.shape[1]
@@ -679,14 +688,11 @@ def cmd_train(args):
     if not q and args.verbose:
         model.summary()
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        history = model.fit((X - mean) / scale, y_enc, batch_size=args.batch_size,
-                            epochs=args.epochs, verbose=0 if q else args.verbose,
-                            validation_split=validation_split, callbacks=fit_callbacks)
+    history = _fit_or_stop(model, (X - mean) / scale, y_enc, batch_size=args.batch_size,
+                           epochs=args.epochs, verbose=0 if q else args.verbose,
+                           validation_split=validation_split, callbacks=fit_callbacks)
     seconds = time.perf_counter() - start
-    _report_fit_warnings(caught, quiet=q)       # raises if training diverged or was stopped
-    _fold_standardization(model, mean, scale)   # the saved model reads raw features
+    _fold_standardization(model, mean, scale, constant)   # the saved model reads raw x
     epochs_run = len(history.history.get("loss", [])) or args.epochs
     n_fit = int(len(X) * (1.0 - validation_split))       # Keras' split point
     held_out = f" ({len(X) - n_fit} more for validation)" if n_fit < len(X) else ""

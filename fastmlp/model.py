@@ -404,6 +404,12 @@ class Model:
         self._check_not_in_epoch("device")
         if value is not None:
             resolve_device(value)       # validates the name now (ValueError/RuntimeError)
+        if getattr(self, "_fit_phase", None) is not None and getattr(self, "_network", None) \
+                is not None and "cuda" in {resolve_device(value), resolve_device(self._device)} \
+                and resolve_device(value) != resolve_device(self._device):
+            raise RuntimeError("device cannot move between the GPU and the CPU during fit "
+                               "(the data of the running fit lives on one of them); change "
+                               "it between fits")
         self._device = value
         self._move_network()
 
@@ -780,6 +786,7 @@ class Model:
                         interrupted = (epoch, None)
                         break
             except KeyboardInterrupt:
+                self._fit_phase = "between epochs"    # the epoch is finished just below
                 done = net.epoch_progress[0]
                 try:
                     net.finish_epoch()
@@ -1216,6 +1223,8 @@ class Model:
         if not built or "params" not in arrays:
             raise ValueError(f"{os.fspath(filepath)!r} holds no weights (the model was "
                              "never built)")
+        # in this model's dtype, checked before anything is built or changed
+        arrays["params"] = _stored_finite(arrays["params"], self.dtype, os.fspath(filepath))
         net = self._require_built("load_weights") if self.input_dim is not None else None
         if net is None:
             self.build(int(built["input_dim"]))
@@ -1228,16 +1237,24 @@ class Model:
         if params.shape != (net.spec.n_params,):
             raise ValueError(f"{os.fspath(filepath)!r}: weights of shape {params.shape}; "
                              f"expected ({net.spec.n_params},)")
-        _check_stored_finite(params, os.fspath(filepath))
-        net.set_params(params.astype(self.dtype, copy=False))
+        net.set_params(params)
 
 
-def _check_stored_finite(params, path):
-    """Saved weights are finite (fit restores finite weights when training diverges, and
-    set_weights refuses others): NaN or infinity means an edited file."""
-    if params.dtype.kind != "f" or not np.isfinite(params).all():
-        raise ValueError(f"{path!r}: the stored weights contain NaN or infinity (or are not "
-                         "floating point); was the file edited?")
+def _stored_finite(values, dtype, path):
+    """Stored weights or optimizer state as ``dtype``, all finite: fit restores finite
+    weights when training diverges and set_weights refuses others, so NaN or infinity
+    means an edited file, or float64 values beyond the range of a float32 model."""
+    if values.dtype.kind == "f":
+        try:
+            with np.errstate(over="raise"):
+                values = values.astype(dtype, copy=False)
+        except FloatingPointError:
+            values = None
+    if values is None or values.dtype.kind != "f" or not np.isfinite(values).all():
+        raise ValueError(f"{path!r}: the stored weights or optimizer state contain NaN or "
+                         f"infinity, values beyond {np.dtype(dtype).name}'s range, or are not "
+                         "floating point; was the file edited?")
+    return values
 
 
 def _readable_size(nbytes):
@@ -1434,11 +1451,12 @@ def load_model(filepath, *, device=None, n_threads=None, compile=True):
             if list(net.spec.layer_sizes) != list(built["layer_sizes"]) or \
                     params.shape != (net.spec.n_params,) or str(params.dtype) != model.dtype:
                 raise ValueError("the stored weights do not match the stored architecture")
-            _check_stored_finite(params, path)
+            _stored_finite(params, model.dtype, path)
             net.set_params(params)
             state = config.get("optimizer_state")
             if state and model.compiled:
-                slots = [arrays[f"optimizer_slot_{i}"] for i in range(int(state["n_slots"]))]
+                slots = [_stored_finite(arrays[f"optimizer_slot_{i}"], model.dtype, path)
+                         for i in range(int(state["n_slots"]))]
                 if float(state["learning_rate"]) != net.optimizer.learning_rate:
                     net.set_learning_rate(float(state["learning_rate"]))
                 net.set_optimizer_state({"step": int(state["step"]), "slots": slots})

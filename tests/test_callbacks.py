@@ -413,3 +413,21 @@ def test_threads_changed_inside_an_epoch_or_compile_during_fit_raise():
     m.n_threads = 2          # after a fit that raised, the model can change and train again
     m.fit(X, y, epochs=1, batch_size=20, verbose=0)
     m.compile("adam", "sparse_categorical_crossentropy")
+
+
+def test_ctrl_c_inside_an_epoch_leaves_the_model_free_to_move():
+    """A KeyboardInterrupt inside an epoch (a second Ctrl-C, or raised by a callback) ends
+    the epoch; on_train_end may then change n_threads, and fit ends with its warning."""
+    class Stop(callbacks.Callback):
+        def on_epoch_progress(self, epoch, steps_done, logs=None):
+            raise KeyboardInterrupt
+
+        def on_train_end(self, logs=None):
+            self.model.n_threads = 1
+
+    X, y = _data()
+    m = _model(device="cpu")
+    with pytest.warns(fastmlp.TrainingInterruptedWarning, match="interrupted"):
+        m.fit(X, y, epochs=2, batch_size=20, verbose=1, callbacks=[Stop()])
+    assert m.n_threads == 1
+    m.fit(X, y, epochs=1, batch_size=20, verbose=0)

@@ -597,3 +597,37 @@ def test_text_labels_for_regression_are_quoted_plainly(iris_csv, capsys, tmp_pat
     status, _, err = run(["train", iris_csv, "--task", "regression", "--label-column",
                           "species", "-o", tmp_path / "m.npz"], capsys)
     assert status == 2 and "got text such as 'setosa'" in err and "np.str_" not in err
+
+
+def test_a_constant_feature_far_from_0_is_ignored_not_refused(tmp_path, capsys):
+    """A constant column is 0 after standardising, throughout training: the saved model
+    gets zero weights for it (no large products to cancel), whatever its value."""
+    X, y = datasets.load_iris()
+    np.savez(tmp_path / "const.npz", X=np.c_[X, np.full(len(X), 1e8)], y=y)
+    status, _, err = run(["train", tmp_path / "const.npz", "--epochs", "60", "--hidden", "16",
+                          "--lr", "0.01", "-q", "-o", tmp_path / "m.npz"], capsys)
+    assert status == 0, err
+    model = fastmlp.load_model(tmp_path / "m.npz")
+    assert not model.get_weights()[0][4].any()
+    other = np.c_[X, np.full(len(X), -3.0)]        # the column's value no longer matters
+    np.testing.assert_array_equal(model.predict(np.c_[X, np.full(len(X), 1e8)]),
+                                  model.predict(other))
+    assert np.mean(model.predict(other).argmax(axis=1) == y) > 0.85
+
+
+def test_train_leaves_other_warnings_of_fit_to_python(tmp_path, capsys, monkeypatch):
+    """Only fit's divergence and interruption warnings become the command's errors;
+    another warning keeps Python's filters (here pytest's recorder)."""
+    import warnings
+    from fastmlp.model import Model
+    real_fit = Model.fit
+
+    def fit(self, *args, **kwargs):
+        warnings.warn("a warning of its own", UserWarning)
+        return real_fit(self, *args, **kwargs)
+    monkeypatch.setattr(Model, "fit", fit)
+    with pytest.warns(UserWarning, match="a warning of its own"):
+        status, _, err = run(["train", "iris", "--epochs", "1", "-q", "-o",
+                              tmp_path / "m.npz"], capsys)
+    assert status == 0, err
+    assert (tmp_path / "m.npz").exists()

@@ -285,7 +285,8 @@ def test_softmax_is_accurate_float64(K, rng):
 @pytest.mark.parametrize("naive", [False, True])
 def test_gather_rows_equals_numpy_take(dtype, d, B, naive, rng):
     """The inline path of rows up to 16 elements, one memcpy per row under 2,048 bytes,
-    longer rows in groups of 8 (every remainder of B) one line at a time, their bytes
+    longer rows in groups of 8 (B = 1, 7, 8, 9, 100: groups short, whole and both) one line
+    at a time, their bytes
     ending inside a line (515 floats, 257 doubles) or not; repeated indices; nothing
     written outside the output (the entry point raises if so)."""
     X = rng.normal(size=(300, d)).astype(dtype)
@@ -317,3 +318,5 @@ def test_gather_rows_rejects_bad_indices():
         kernel_gather_rows(X, [-1])
     with pytest.raises(ValueError, match="n_threads"):
         kernel_gather_rows(X, [0], n_threads=0)
+    with pytest.raises(TypeError, match="integers"):
+        kernel_gather_rows(X, [0.9, 1.7])

@@ -275,6 +275,25 @@ def test_edited_signed_files_with_bad_contents_give_clear_errors(saved, tmp_path
     assert _same(model.get_weights(), before)
 
 
+def test_load_weights_beyond_float32_range_is_refused_before_building(tmp_path):
+    big = Model([Dense(3, "softmax", input_dim=5)], dtype="float64")
+    big.compile("adam", "sparse_categorical_crossentropy")
+    big.build(5)
+    w = big.get_weights()
+    w[0][0, 0] = 1e39
+    big.set_weights(w)
+    big.save_weights(tmp_path / "w.npz")
+    small = Model([Dense(3, "softmax", input_dim=5)])           # float32, not built
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        small.load_weights(tmp_path / "w.npz")
+    assert not small.built
+    small.build(5)
+    before = small.get_weights()
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        small.load_weights(tmp_path / "w.npz")
+    assert _same(small.get_weights(), before)
+
+
 def test_numpy_integer_n_threads_is_saved_as_an_int(tmp_path):
     m = Model([Dense(3, "softmax", input_dim=5)], n_threads=np.int64(1))
     m.compile("adam", "sparse_categorical_crossentropy")

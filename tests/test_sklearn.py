@@ -123,6 +123,9 @@ def test_float64_X_beyond_float32_range_for_float32_weights_raises(Estimator, de
         with pytest.raises(ValueError, match="too large for float32"):
             method(sp.csr_matrix(X))
     assert np.isfinite(est.predict(X_IRIS)).all()
+    X[4, 1] = X[5, 1] = 1e308     # their sum overflows float64 too: still the ValueError
+    with pytest.raises(ValueError, match="too large for float32"):
+        est.predict(X)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -416,6 +419,11 @@ def test_negative_sample_weight_is_rejected():
     sw[3] = -1
     with pytest.raises(ValueError, match="sample_weight"):
         MLPRegressor(device=DEVICE).fit(X_REG, Y_REG, sample_weight=sw)
+    # also where 'balanced' class weights would weigh the class of the negative rows by 0
+    y = np.arange(len(Y_IRIS)) % 3
+    sw = np.where(y == 2, -1.0, 1.0)
+    with pytest.raises(ValueError, match="sample_weight must be finite and >= 0"):
+        MLPClassifier(class_weight="balanced", device=DEVICE).fit(X_IRIS, y, sample_weight=sw)
 
 
 # ----------------------------------------------------------------- fastmlp extras

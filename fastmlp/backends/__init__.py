@@ -173,8 +173,9 @@ def _all_finite(A, xp=np, chunk_rows=4096):
     """True when every element of A is finite, without an A-sized temporary: a sum in
     float64 is finite exactly when no element is NaN/inf (barring overflow of huge finite
     values, which the chunked element-wise check then settles)."""
-    if bool(xp.isfinite(A.sum(dtype=xp.float64))):
-        return True
+    with np.errstate(over="ignore", invalid="ignore"):   # huge finite values: settled below
+        if bool(xp.isfinite(A.sum(dtype=xp.float64))):
+            return True
     flat = A.reshape(A.shape[0], -1) if A.ndim > 1 else A.reshape(-1, 1)
     return all(bool(xp.isfinite(flat[lo:lo + chunk_rows]).all())
                for lo in range(0, flat.shape[0], chunk_rows))

@@ -1576,14 +1576,14 @@ def kernel_gather_rows(floating[:, ::1] X, idx, bint naive=False, int n_threads=
     split batch gathers them (the kernel itself is serial).  batch_rows > 0: idx is gathered
     batch_rows at a time into the same batch_rows rows, as an epoch's shuffled batches go
     through one batch buffer (for benchmarks: the rows come from memory, the buffer stays
-    in cache); out then has batch_rows rows and holds the last whole batch.  Returns a new
-    array; RuntimeError if the kernel wrote outside it."""
+    in cache); out then has min(batch_rows, len(idx)) rows and holds the last whole batch.
+    Returns a new array; RuntimeError if the kernel wrote outside it."""
+    if np.asarray(idx).dtype.kind not in "iu":
+        raise TypeError(f"idx must hold integers; got dtype {np.asarray(idx).dtype}")
     cdef int64_t[::1] order = np.ascontiguousarray(idx, dtype=np.int64)
     cdef int64_t n_idx = order.shape[0], d = X.shape[1], n = X.shape[0]
     cdef int64_t B = batch_rows if 0 < batch_rows <= n_idx else n_idx, lo
     cdef int k
-    if order.ndim != 1:
-        raise ValueError("idx must be 1-D")
     if n_idx and (np.min(order) < 0 or np.max(order) >= n):
         raise ValueError(f"idx holds indices outside [0, {n - 1}]")
     if n_threads < 1 or batch_rows < 0:
