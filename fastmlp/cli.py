@@ -333,8 +333,8 @@ def _check_foldable(mean, scale, dtype, feature_names, constant):
     a feature with |mean| / std * eps(dtype) above _FOLD_MAX_ROUNDING.  Constant features
     are fine: the model never sees them (_fold_standardization)."""
     rounding = np.where(constant, 0.0, np.abs(mean) / scale * np.finfo(dtype).eps)
-    worst = int(np.argmax(rounding)) if len(rounding) else 0
-    if len(rounding) and rounding[worst] > _FOLD_MAX_ROUNDING:
+    if rounding.size and rounding.max() > _FOLD_MAX_ROUNDING:
+        worst = int(np.argmax(rounding))
         name = feature_names[worst] if feature_names else f"column {worst}"
         raise CLIError(
             f"feature {name!r} has mean {mean[worst]:.6g} and standard deviation "
@@ -773,9 +773,8 @@ def cmd_predict(args):
             writer = csv.writer(f)
             header = ["prediction"] if np.ndim(labels) == 1 else \
                 [f"output_{k}" for k in range(outputs.shape[1])]
-            names = classes if classes else list(range(
-                proba.shape[1] if proba is not None else outputs.shape[1]))
             if args.proba and proba is not None:
+                names = classes if classes else list(range(proba.shape[1]))
                 header += [f"proba_{c}" for c in names[:proba.shape[1]]]
             writer.writerow(header)
             for i in range(len(X)):

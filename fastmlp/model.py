@@ -404,12 +404,12 @@ class Model:
         self._check_not_in_epoch("device")
         if value is not None:
             resolve_device(value)       # validates the name now (ValueError/RuntimeError)
-        if getattr(self, "_fit_phase", None) is not None and getattr(self, "_network", None) \
-                is not None and "cuda" in {resolve_device(value), resolve_device(self._device)} \
-                and resolve_device(value) != resolve_device(self._device):
-            raise RuntimeError("device cannot move between the GPU and the CPU during fit "
-                               "(the data of the running fit lives on one of them); change "
-                               "it between fits")
+        if getattr(self, "_fit_phase", None) is not None:    # (a fit has a built model)
+            moves = {resolve_device(self._device), resolve_device(value)}
+            if len(moves) == 2 and "cuda" in moves:
+                raise RuntimeError("device cannot move between the GPU and the CPU during "
+                                   "fit (the data of the running fit lives on one of them); "
+                                   "change it between fits")
         self._device = value
         self._move_network()
 
