@@ -21,7 +21,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = ["csrc/rng.c", "csrc/activations.c", "csrc/losses.c", "csrc/optimizers.c",
-        "csrc/gemm_small.c", "csrc/gemm_direct.c", "csrc/gather.c", "csrc/tiny.c"]
+        "csrc/gemm_small.c", "csrc/gemm_direct.c", "csrc/gather.c", "csrc/tiny.c",
+        "csrc/zero_skip.c"]
 
 
 def _compiler_accepts(compiler, flags, link_flags):

@@ -101,6 +101,23 @@ int64_t fm_direct_row_split(int64_t M, int t, int nt);
 /* Direct products below this many multiply-adds stay on the calling thread. */
 #define FM_DIRECT_PARALLEL_MIN_WORK (1 << 18)
 
+/* ---- the first layer's products skipping the input's zeros (zero_skip.c, float32) ----
+ * masks (b, ceil(d / 16)): bit t of masks[i * dq + q] is set when X[i, 16 q + t] != 0.
+ * skip_gemm_nn: Z (b, N) = X (b, d) @ W (d, N); skip_gemm_tn: dW (d, N) = beta dW + X^T @ dZ
+ * (dZ (b, N)); both leave out the terms of X's zeros.  The AVX-512 kernels where
+ * fm_direct_available(), else the naive references (also exported, for the tests). */
+void nonzero_masks_f32(int64_t b, int64_t d, const float *X, uint16_t *masks);
+void skip_gemm_nn_f32(int64_t b, int64_t N, int64_t d, const float *X, const uint16_t *masks,
+                      const float *W, float *Z);
+void skip_gemm_tn_f32(int64_t b, int64_t N, int64_t d, const float *X, const uint16_t *masks,
+                      const float *dZ, float beta, float *dW);
+void nonzero_masks_naive_f32(int64_t b, int64_t d, const float *X, uint16_t *masks);
+void skip_gemm_nn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X,
+                            const uint16_t *masks, const float *W, float *Z);
+void skip_gemm_tn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X,
+                            const uint16_t *masks, const float *dZ, float beta,
+                            float *dW);
+
 /* 1 when built with OpenMP. */
 int fm_openmp_enabled(void);
 /* The x86-64 feature level of the multiversioned kernels that the loader chose on this

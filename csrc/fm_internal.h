@@ -51,6 +51,19 @@
 #error "FASTMLP_SIMD_CLONES must be 4, 3 or 0"
 #endif
 
+/* FM_HAVE_AVX512: the explicit AVX-512 kernels (gemm_direct.c, zero_skip.c) are compiled,
+ * each function with the target attribute FM_AVX512 and called only where
+ * fm_direct_available() says the CPU runs them (runtime dispatch, no -march flags). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) \
+    && !defined(FASTMLP_NO_MULTIVERSION) && FASTMLP_SIMD_CLONES >= 4
+#define FM_HAVE_AVX512 1
+#include <immintrin.h>
+#define FM_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+#define FM_AVX512_INLINE static inline __attribute__((always_inline)) FM_AVX512
+#else
+#define FM_HAVE_AVX512 0
+#endif
+
 /* Denormal numbers (backends/base.py): each template that uses these defines REAL and
  * REAL_MIN_NORMAL (FLT_MIN / DBL_MIN).  FM_ZERO_BELOW(x, t): x, or 0 when |x| < t
  * (branch-free, vectorises; NaN and inf pass through).  FM_NORMAL_OVER(c): the smallest

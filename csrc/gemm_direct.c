@@ -7,15 +7,6 @@
  * references stand in when the kernels are called directly (tests). */
 #include "fm_internal.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) \
-    && !defined(FASTMLP_NO_MULTIVERSION) && FASTMLP_SIMD_CLONES >= 4
-#define FM_HAVE_AVX512 1
-#include <immintrin.h>
-#define FM_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
-#define FM_AVX512_INLINE static inline __attribute__((always_inline)) FM_AVX512
-#else
-#define FM_HAVE_AVX512 0
-#endif
 
 /* How many rows of B ahead the panel kernel prefetches (B's rows lie N elements apart:
  * too far apart for the hardware prefetcher, which the first row block of each panel

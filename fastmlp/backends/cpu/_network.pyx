@@ -36,7 +36,7 @@ fused pass (csrc/tiny_impl.inc: zero-padded weights, one vector per row) instead
 kernel call per product and activation; the output activation and loss stay the general
 kernels' (float softmax excepted).  batch_is_tiny decides, per batch.
 """
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint64_t
 from libc.math cimport sqrt, pow, floor, isfinite
 from libc.string cimport memset
 from cython cimport floating
@@ -85,6 +85,43 @@ cdef int64_t DIRECT_MAX_ROWS_THREADED = 128
 # With direct products, the optimizer update of a network of at least this many parameters
 # is split over the threads.
 cdef int64_t DIRECT_SPLIT_UPDATE_MIN = 1 << 16
+
+# The first layer's training products skip the input's zeros (csrc/zero_skip.c) when, at
+# the start of an epoch, at most this fraction of a sample of X's rows is nonzero (MNIST:
+# 0.19).  Float32 networks, where the CPU runs the AVX-512 kernels, on batches whose rows a
+# thread multiplies alone (split over the threads, or one thread).  On MNIST's rows
+# (784-100 on 100 rows) the forward product takes 0.5x and the weight gradient 0.75x
+# BLAS's time (benchmarks/RESULTS.md, session 18); the work falls with the density and
+# BLAS's does not, so SKIP_ZEROS_MAX_DENSITY sits below where they measured even.
+cdef double SKIP_ZEROS_MAX_DENSITY = 0.3
+cdef int SKIP_ZEROS_FORCED = -1   # -1: the density rule; 0 / 1: forced off / on
+cdef int64_t SKIP_ZEROS_SAMPLE_ROWS = 256
+
+
+def set_skip_zeros(enabled):
+    """Force the first layer's zero-skipping products on (True) or off (False), or back to
+    the density rule (None), for epochs started afterwards (tests, benchmarks).  Forced on,
+    they run even where the CPU lacks AVX-512 (through the naive references).  Returns the
+    previous setting."""
+    global SKIP_ZEROS_FORCED
+    previous = None if SKIP_ZEROS_FORCED < 0 else bool(SKIP_ZEROS_FORCED)
+    SKIP_ZEROS_FORCED = -1 if enabled is None else int(bool(enabled))
+    return previous
+
+
+cdef double sampled_density(const float *X, int64_t n, int64_t d) noexcept nogil:
+    """The fraction of nonzero elements among up to SKIP_ZEROS_SAMPLE_ROWS rows of X (n, d)
+    spread evenly over it."""
+    cdef int64_t rows = min(n, SKIP_ZEROS_SAMPLE_ROWS), r, j, nonzero = 0
+    cdef const float *x
+    if rows == 0 or d == 0:
+        return 1.0
+    for r in range(rows):
+        x = X + (r * n // rows) * d
+        for j in range(d):
+            nonzero += x[j] != 0
+    return nonzero / <double> (rows * d)
+
 
 # Zeroed elements left after every buffer handed to the small kernels: they read rows as
 # whole vectors, up to 16 elements past a buffer's end (csrc/gemm_small_impl.inc).
@@ -245,6 +282,9 @@ cdef struct NetC:
                                         #     (0 when there is no partial buffer)
     int64_t xb_off, yb_off, wb_off      # workspace: gathered X, Y, w of a batch
     int64_t *lb                         # gathered labels (ws_rows)
+    bint skip_zeros                     # this epoch's first-layer products skip X's zeros
+    uint16_t *xmask                     # ... with the batch rows' nonzero masks
+                                        #     (ws_rows x ceil(n_features / 16))
     bint tiny_shape                     # the network qualifies for the fused tiny pass
     bint tiny_default                   # ... and takes it by default (TINY_DEFAULT, float32)
     fm_tiny_net tiny                    # its plan (for ws_rows rows) ...
@@ -422,6 +462,18 @@ cdef inline const floating *layer_input(NetC *s, ShardC *sh, int l, const floati
     return ws + (p.d_off if (training and p.d_off >= 0) else p.a_off)
 
 
+cdef inline int64_t mask_words(NetC *s) noexcept nogil:
+    """16-bit words of nonzero mask per row of X"""
+    return (s.n_features + 15) // 16
+
+
+cdef inline bint skips_zeros(NetC *s, int64_t b, int64_t row0, int nt) noexcept nogil:
+    """Do the first layer's training products of rows [row0, row0 + b) of the batch skip
+    X's zeros?  In an epoch that chose it (start_epoch), for rows that one thread multiplies
+    and whose masks fit the workspace."""
+    return s.skip_zeros and nt == 1 and row0 + b <= s.ws_rows
+
+
 cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64_t row0,
                         bint training, int nt, floating *dummy) noexcept nogil:
     """Forward pass of b rows x (b, n_features) into the shard's workspace; dropout when
@@ -452,7 +504,13 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
             if done:
                 # z holds the biased pre-activation (and, when z is a, the activation too)
                 bias = NULL
-        if not done:
+        if not done and l == 0 and training and skips_zeros(s, b, row0, nt):
+            # X's nonzeros: the masks of these rows, then the product over them alone
+            if floating is float:
+                nonzero_masks_f32(b, L.fan_in, x, s.xmask + row0 * mask_words(s))
+                skip_gemm_nn_f32(b, L.fan_out, L.fan_in, x, s.xmask + row0 * mask_words(s),
+                                 params + L.w_off, z)
+        elif not done:
             if training and forward_is_split_k(s, b, b * L.fan_out * L.fan_in, nt):
                 if FUSED_EPILOGUES and z == a:
                     # bias and activation in the pass that sums the partial products
@@ -540,8 +598,14 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
     for l in range(s.n_layers - 1, -1, -1):
         L = &s.layers[l]
         # dW (fan_in, fan_out) = input^T (fan_in, b) @ dZ (b, fan_out)
-        mm_tn(L.fan_in, L.fan_out, b, layer_input(s, sh, l, x, training), ws + L.g_off,
-              w_beta, grads + L.w_off, nt)
+        if l == 0 and training and skips_zeros(s, b, row0, nt):
+            # over X's nonzeros alone, with the masks forward_batch left
+            if floating is float:
+                skip_gemm_tn_f32(b, L.fan_out, L.fan_in, x, s.xmask + row0 * mask_words(s),
+                                 ws + L.g_off, w_beta, grads + L.w_off)
+        else:
+            mm_tn(L.fan_in, L.fan_out, b, layer_input(s, sh, l, x, training), ws + L.g_off,
+                  w_beta, grads + L.w_off, nt)
         if L.b_off >= 0:
             if floating is float:
                 if not column_sums_small_f32(b, L.fan_out, ws + L.g_off, grads + L.b_off,
@@ -1041,7 +1105,7 @@ cdef class Engine:
     Use through :class:`fastmlp.backends.cpu.CPUNetwork`, which checks arguments.
     """
     cdef NetC s
-    cdef object _layers_arr, _params, _grads, _slots, _ws, _lb
+    cdef object _layers_arr, _params, _grads, _slots, _ws, _lb, _xmask
     cdef object _shards_arr, _shard_ws, _shard_grads, _tw, _partial
     cdef int64_t _ws_size
     cdef object _epoch_refs
@@ -1245,6 +1309,9 @@ cdef class Engine:
             self._tw = np.zeros(self.s.tiny.size + FASTMLP_SLACK, dtype=self.dtype)
             self.s.tw = <void *> <size_t> self._tw.ctypes.data
         self._lb = np.empty(rows, dtype=np.int64)
+        self._xmask = np.zeros(rows * ((self.s.n_features + 15) // 16) + FASTMLP_SLACK,
+                               dtype=np.uint16)
+        self.s.xmask = <uint16_t *> <size_t> self._xmask.ctypes.data
         self.s.ws = <void *> <size_t> self._ws.ctypes.data
         self.s.lb = <int64_t *> <size_t> self._lb.ctypes.data
         self.s.ws_rows = rows
@@ -1310,9 +1377,28 @@ cdef class Engine:
         self.s.loss_sum = 0.0
         self.s.diverged = False
         self.s.track_metrics = track_metrics
+        self.s.skip_zeros = self._epoch_skips_zeros(X)
         for k in range(self.s.n_shards):
             for i in range(6):
                 self.s.shards[k].metrics[i] = 0.0
+
+    def _epoch_skips_zeros(self, X):
+        """Does this epoch's first layer skip X's zeros (SKIP_ZEROS_MAX_DENSITY)?"""
+        cdef double density
+        if not self.is_f32 or SKIP_ZEROS_FORCED == 0:
+            return False
+        if SKIP_ZEROS_FORCED == 1:
+            return True
+        if not fm_direct_available():
+            return False
+        density = sampled_density(<const float *> <size_t> X.ctypes.data, X.shape[0],
+                                  self.s.n_features)
+        return density <= SKIP_ZEROS_MAX_DENSITY
+
+    @property
+    def skips_zeros(self):
+        """True while an epoch runs whose first-layer products skip X's zeros."""
+        return bool(self.s.skip_zeros)
 
     def run_steps(self, int64_t max_steps=-1):
         cdef int64_t steps
@@ -1328,6 +1414,7 @@ cdef class Engine:
     def end_epoch(self):
         """Release the references to the epoch's arrays."""
         self._epoch_refs = None
+        self.s.skip_zeros = False
         self.s.X = NULL
         self.s.Y = NULL
         self.s.labels = NULL
@@ -1503,6 +1590,59 @@ def _guards_intact(storage, int64_t n):
     """Are both guard zones around _guarded(n)'s buffer untouched?"""
     return bool((storage[:FASTMLP_SLACK] == _GUARD).all()
                 and (storage[FASTMLP_SLACK + n:] == _GUARD).all())
+
+
+def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=None,
+                     double beta=0.0, bint naive=False, int repeats=1):
+    """The first layer's zero-skipping products (csrc/zero_skip.c), masks included:
+    kind "nn": X (b, d) @ B (d, N); "tn": beta * C + X.T @ B, B (b, N) (the weight
+    gradient; C (d, N), beta 0 without C).  naive: the portable references.  The output
+    lies between guard zones (RuntimeError if a kernel wrote past it).  repeats (>= 1):
+    run the masks and the product that many times (beta 0), for the benchmarks.  Returns
+    (a new float32 array, the masks as a (b, ceil(d / 16)) uint16 array)."""
+    cdef int64_t b = X.shape[0], d = X.shape[1], N = B.shape[1], dq = (X.shape[1] + 15) // 16
+    cdef int64_t out_rows
+    cdef int rep
+    cdef float beta_ = <float> beta
+    cdef bint nn = kind == "nn"
+    if kind not in ("nn", "tn"):
+        raise ValueError(f"kind must be 'nn' or 'tn', got {kind!r}")
+    if (kind == "nn" and B.shape[0] != d) or (kind == "tn" and B.shape[0] != b):
+        raise ValueError(f"{kind} product of X {b}x{d} and B {B.shape[0]}x{N}: the inner "
+                         f"dimensions differ")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if beta != 0.0 and (C is None or kind != "tn" or repeats > 1):
+        raise ValueError("beta != 0 needs C, kind 'tn' and repeats == 1")
+    out_rows = b if kind == "nn" else d
+    storage = _guarded(out_rows * N, np.float32)
+    out = storage[FASTMLP_SLACK:FASTMLP_SLACK + out_rows * N].reshape(out_rows, N)
+    if C is not None:
+        out[...] = C
+    masks = np.zeros((b, dq), dtype=np.uint16)
+    cdef float[:, ::1] O = out
+    cdef uint16_t[:, ::1] Mk = masks
+    cdef const float *Xp = &X[0, 0] if b > 0 and d > 0 else NULL
+    cdef const float *Bp = &B[0, 0] if B.shape[0] > 0 and N > 0 else NULL
+    cdef float *Op = &O[0, 0] if out_rows > 0 and N > 0 else NULL
+    cdef uint16_t *Mp = &Mk[0, 0] if b > 0 and dq > 0 else NULL
+    with nogil:
+        for rep in range(repeats):
+            if naive:
+                nonzero_masks_naive_f32(b, d, Xp, Mp)
+                if nn:
+                    skip_gemm_nn_naive_f32(b, N, d, Xp, Mp, Bp, Op)
+                else:
+                    skip_gemm_tn_naive_f32(b, N, d, Xp, Mp, Bp, beta_, Op)
+            else:
+                nonzero_masks_f32(b, d, Xp, Mp)
+                if nn:
+                    skip_gemm_nn_f32(b, N, d, Xp, Mp, Bp, Op)
+                else:
+                    skip_gemm_tn_f32(b, N, d, Xp, Mp, Bp, beta_, Op)
+    if not _guards_intact(storage, out_rows * N):
+        raise RuntimeError("a zero-skipping kernel wrote outside its output")
+    return out.copy(), masks
 
 
 def kernel_direct_gemm(str kind, floating[:, ::1] A, floating[:, ::1] B, C=None,
