@@ -131,13 +131,21 @@ FM_AVX512_INLINE void zs_store(int v, int NV, __mmask16 last, float *p, __m512 x
     default: break;                                                                       \
     }
 
-/* Forward, one column panel of NV vectors (W, Z: the panel's first columns): for each row
- * of X its panel sums in NV registers, per nonzero x_ij one broadcast, NV loads of W's row
- * j and NV multiply-adds (W's rows stay in L2 across the batch; each row of X is read
- * once per panel). */
+/* the bits of mask word q that stand for features in [k0, k1) (k0 <= 16 q + 15, 16 q < k1) */
+static inline unsigned zs_word_in_range(int64_t q, int64_t k0, int64_t k1)
+{
+    const int64_t lo = k0 - 16 * q, hi = k1 - 16 * q;
+    return (lo > 0 ? 0xFFFFu << lo : 0xFFFFu) & (hi < 16 ? (1u << hi) - 1 : 0xFFFFu);
+}
+
+/* Forward, one column panel of NV vectors (W, Z: the panel's first columns), over the
+ * features [k0, k1) (all of them, or a thread's share of a product split over W's rows):
+ * for each row of X its panel sums in NV registers, per nonzero x_ij one broadcast, NV
+ * loads of W's row j and NV multiply-adds (W's rows stay in L2 across the batch; each row
+ * of X is read once per panel). */
 FM_AVX512_INLINE void zs_nn_panel(const int NV, int64_t b, int64_t N, int64_t d,
                                   const float *X, const uint16_t *masks, const float *W,
-                                  float *Z, __mmask16 last)
+                                  float *Z, __mmask16 last, int64_t k0, int64_t k1)
 {
     const int64_t dq = (d + 15) / 16;
     for (int64_t i = 0; i < b; i++) {
@@ -145,8 +153,8 @@ FM_AVX512_INLINE void zs_nn_panel(const int NV, int64_t b, int64_t N, int64_t d,
         const uint16_t *mi = masks + i * dq;
         __m512 acc[8];
         for (int v = 0; v < NV; v++) acc[v] = _mm512_setzero_ps();
-        for (int64_t q = 0; q < dq; q++) {
-            unsigned bits = mi[q];
+        for (int64_t q = k0 / 16; 16 * q < k1; q++) {
+            unsigned bits = mi[q] & zs_word_in_range(q, k0, k1);
             while (bits) {
                 const int64_t j = 16 * q + __builtin_ctz(bits);
                 bits &= bits - 1;
@@ -162,14 +170,15 @@ FM_AVX512_INLINE void zs_nn_panel(const int NV, int64_t b, int64_t N, int64_t d,
 
 #define ZS_NN_V 8   /* vectors per forward panel (8 of the 32 registers) */
 
+/* Z (b, N) = X[:, k0:k1] @ W[k0:k1, :] over the nonzeros */
 FM_AVX512 static void skip_gemm_nn_avx512(int64_t b, int64_t N, int64_t d, const float *X,
                                           const uint16_t *masks, const float *W,
-                                          float *restrict Z)
+                                          float *restrict Z, int64_t k0, int64_t k1)
 {
     for (int64_t n0 = 0; n0 < N; n0 += 16 * ZS_NN_V) {
         __mmask16 last;
         const int nv = zs_panel(N, n0, ZS_NN_V, &last);
-        ZS_PANEL_CASES(nv, zs_nn_panel, b, N, d, X, masks, W + n0, Z + n0, last)
+        ZS_PANEL_CASES(nv, zs_nn_panel, b, N, d, X, masks, W + n0, Z + n0, last, k0, k1)
     }
 }
 
@@ -186,11 +195,12 @@ FM_AVX512 static void skip_gemm_nn_avx512(int64_t b, int64_t N, int64_t d, const
 
 FM_AVX512_INLINE void zs_tn_panel(const int NV, int64_t b, int64_t N, int64_t d,
                                   const float *X, const uint16_t *masks, const float *dZ,
-                                  float beta, float *dW, __mmask16 last)
+                                  float beta, float *dW, __mmask16 last, int64_t k0,
+                                  int64_t k1)
 {
     const int64_t dq = (d + 15) / 16;
-    for (int64_t j0 = 0; j0 < d; j0 += ZS_TN_F) {
-        const int nf = d - j0 < ZS_TN_F ? (int)(d - j0) : ZS_TN_F;
+    for (int64_t j0 = k0; j0 < k1; j0 += ZS_TN_F) {
+        const int nf = k1 - j0 < ZS_TN_F ? (int)(k1 - j0) : ZS_TN_F;
         const int64_t q = j0 / 16;
         const int shift = (int)(j0 % 16);
         __m512 acc[ZS_TN_F][8];
@@ -221,14 +231,27 @@ FM_AVX512_INLINE void zs_tn_panel(const int NV, int64_t b, int64_t N, int64_t d,
     }
 }
 
+/* rows [k0, k1) of dW (d, N) = beta dW + X^T @ dZ over the nonzeros (k0 a multiple of
+ * ZS_TN_F) */
 FM_AVX512 static void skip_gemm_tn_avx512(int64_t b, int64_t N, int64_t d, const float *X,
                                           const uint16_t *masks, const float *dZ, float beta,
-                                          float *restrict dW)
+                                          float *restrict dW, int64_t k0, int64_t k1)
 {
     for (int64_t n0 = 0; n0 < N; n0 += 16 * ZS_TN_V) {
         __mmask16 last;
         const int nv = zs_panel(N, n0, ZS_TN_V, &last);
-        ZS_PANEL_CASES(nv, zs_tn_panel, b, N, d, X, masks, dZ + n0, beta, dW + n0, last)
+        ZS_PANEL_CASES(nv, zs_tn_panel, b, N, d, X, masks, dZ + n0, beta, dW + n0, last, k0,
+                       k1)
+    }
+}
+
+/* y[0:n] += x[0:n] */
+FM_AVX512 static void zs_add_into(int64_t n, const float *x, float *y)
+{
+    for (int64_t e = 0; e < n; e += 16) {
+        const __mmask16 m = zs_lanes(n - e);
+        _mm512_mask_storeu_ps(y + e, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + e),
+                                                      _mm512_maskz_loadu_ps(m, x + e)));
     }
 }
 #endif
@@ -252,7 +275,7 @@ void skip_gemm_nn_f32(int64_t b, int64_t N, int64_t d, const float *X, const uin
 {
 #if FM_HAVE_AVX512
     if (fm_direct_available()) {
-        skip_gemm_nn_avx512(b, N, d, X, masks, W, Z);
+        skip_gemm_nn_avx512(b, N, d, X, masks, W, Z, 0, d);
         return;
     }
 #endif
@@ -264,9 +287,69 @@ void skip_gemm_tn_f32(int64_t b, int64_t N, int64_t d, const float *X, const uin
 {
 #if FM_HAVE_AVX512
     if (fm_direct_available()) {
-        skip_gemm_tn_avx512(b, N, d, X, masks, dZ, beta, dW);
+        skip_gemm_tn_avx512(b, N, d, X, masks, dZ, beta, dW, 0, d);
         return;
     }
 #endif
     skip_gemm_tn_naive_f32(b, N, d, X, masks, dZ, beta, dW);
+}
+
+
+/* ---- on several threads: the direct path's split over W's rows -------------------------
+ * The engine's direct path (short batches on several threads, _network.pyx) gives each
+ * thread the rows of W [k_t, k_t+1) = fm_direct_row_split(d): it writes their gradient
+ * and runs their update, and its forward multiplies by them alone (direct_gemm_split_k).
+ * These two do the same over X's nonzeros. */
+
+void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint16_t *masks,
+                           const float *W, const float *bias, int act, float *Z,
+                           float *partial, int n_threads)
+{
+#if FM_HAVE_AVX512 && defined(_OPENMP)
+    if (fm_direct_available() && n_threads > 1) {
+        const int64_t dq = (d + 15) / 16;
+#pragma omp parallel num_threads(n_threads)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int64_t i0 = b * t / nt, i1 = b * (t + 1) / nt;
+            const int64_t k0 = fm_direct_row_split(d, t, nt);
+            const int64_t k1 = fm_direct_row_split(d, t + 1, nt);
+            float *Zt = t == 0 ? Z : partial + (int64_t)(t - 1) * b * N;
+            nonzero_masks_avx512(i1 - i0, d, X + i0 * d, masks + i0 * dq);
+#pragma omp barrier
+            skip_gemm_nn_avx512(b, N, d, X, masks, W, Zt, k0, k1);
+#pragma omp barrier
+            for (int u = 1; u < nt; u++)
+                zs_add_into((i1 - i0) * N, partial + (int64_t)(u - 1) * b * N + i0 * N,
+                            Z + i0 * N);
+            if (act >= 0) /* the summed rows are still in this core's cache */
+                bias_act_range_f32(i0, i1, N, Z, bias, act, Z);
+        }
+        return;
+    }
+#endif
+    (void)partial;
+    (void)n_threads;
+    nonzero_masks_f32(b, d, X, masks);
+    skip_gemm_nn_f32(b, N, d, X, masks, W, Z);
+    if (act >= 0) bias_act_forward_f32(b, N, Z, bias, act, Z, 1);
+}
+
+void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X,
+                           const uint16_t *masks, const float *dZ, float beta, float *dW,
+                           int n_threads)
+{
+#if FM_HAVE_AVX512 && defined(_OPENMP)
+    if (fm_direct_available() && n_threads > 1) {
+#pragma omp parallel num_threads(n_threads)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            skip_gemm_tn_avx512(b, N, d, X, masks, dZ, beta, dW, fm_direct_row_split(d, t, nt),
+                                fm_direct_row_split(d, t + 1, nt));
+        }
+        return;
+    }
+#endif
+    (void)n_threads;
+    skip_gemm_tn_f32(b, N, d, X, masks, dZ, beta, dW);
 }

@@ -81,6 +81,30 @@ def test_kernels_agree_with_their_references_exactly_where_no_term_is_summed(rng
     np.testing.assert_array_equal(dW[7], C[7])
 
 
+@pytest.mark.parametrize("density", [0.0, 0.2, 1.0])
+def test_kernels_split_over_the_rows_of_w_match_numpy(density, rng):
+    """n_threads = 2: the forward product split over W's rows (each thread's masks, its
+    partial product over its rows of W, the partials summed) and the weight gradient split
+    over dW's rows, as the direct path splits them (fm_direct_row_split, blocks of 8 rows:
+    d = 9, 17, 33 split inside a mask word)."""
+    for b, d, N in SHAPES + [(32, 784, 500), (64, 300, 256), (3, 9, 40)]:
+        X = sparse_rows(rng, b, d, density)
+        X64 = X.astype(np.float64)
+        W = rng.normal(size=(d, N)).astype(np.float32)
+        dZ = rng.normal(size=(b, N)).astype(np.float32)
+        C = rng.normal(size=(d, N)).astype(np.float32)
+        Z, masks = _network.kernel_skip_gemm("nn", X, W, n_threads=2)
+        np.testing.assert_allclose(Z, X64 @ W, rtol=1e-5, atol=1e-5 * np.sqrt(d),
+                                   err_msg=f"nn {b}x{d}x{N}")
+        _, masks1 = _network.kernel_skip_gemm("nn", X, W)
+        np.testing.assert_array_equal(masks, masks1, err_msg="each thread's rows' masks")
+        for beta in (0.0, 1.0, 0.5):
+            dW, _ = _network.kernel_skip_gemm("tn", X, dZ, C=C if beta else None, beta=beta,
+                                              n_threads=2)
+            np.testing.assert_allclose(dW, beta * C + X64.T @ dZ, rtol=1e-5,
+                                       atol=1e-5 * np.sqrt(b), err_msg=f"tn beta {beta}")
+
+
 def test_kernel_arguments_are_checked():
     X = np.zeros((3, 5), np.float32)
     with pytest.raises(ValueError, match="kind must be"):
@@ -91,6 +115,11 @@ def test_kernel_arguments_are_checked():
         _network.kernel_skip_gemm("tn", X, np.zeros((5, 2), np.float32))
     with pytest.raises(ValueError, match="beta != 0 needs C"):
         _network.kernel_skip_gemm("tn", X, np.zeros((3, 2), np.float32), beta=1.0)
+    with pytest.raises(ValueError, match="n_threads"):
+        _network.kernel_skip_gemm("nn", X, np.zeros((5, 2), np.float32), n_threads=0)
+    with pytest.raises(ValueError, match="n_threads"):
+        _network.kernel_skip_gemm("nn", X, np.zeros((5, 2), np.float32), naive=True,
+                                  n_threads=2)
 
 
 def _train(X, y, *, skip, n_threads, batch_size, shuffle=True, dtype="float32", dropout=None,
@@ -114,7 +143,8 @@ def _train(X, y, *, skip, n_threads, batch_size, shuffle=True, dtype="float32", 
             else:
                 losses.append(net.train_epoch(Xc, Yc, sw, batch_size=batch_size,
                                               shuffle=shuffle, seed=5, epoch=e + 1))
-    return np.array(losses, dtype=float), net.get_params(), used
+    split = net._engine.zero_skip_split_batches if device == "cpu" else None
+    return np.array(losses, dtype=float), net.get_params(), used, split
 
 
 @pytest.fixture
@@ -141,6 +171,72 @@ def test_training_through_the_kernels_matches_training_without(sparse_data, n_th
     assert dense[2] == [False, False] and skipping[2] == [True, True]
     np.testing.assert_allclose(skipping[0], dense[0], rtol=1e-5)
     np.testing.assert_allclose(skipping[1], dense[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture
+def wide_sparse_data(rng):
+    """Wide enough rows for the direct path's split over W's rows (forward_is_split_k:
+    at least FM_DIRECT_PARALLEL_MIN_WORK multiply-adds in the first product)"""
+    X = sparse_rows(rng, 256, 300, 0.15)
+    y = rng.integers(0, 40, 256)
+    return X, y
+
+
+@pytest.mark.skipif(not AVX512, reason="the split over W's rows runs on AVX-512 CPUs only")
+@pytest.mark.parametrize("batch_size", [32, 100])
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("sizes", [(300, 64, 4), (300, 40)])
+def test_training_split_over_the_rows_of_w_matches_training_without(
+        wide_sparse_data, batch_size, shuffle, fused, sizes):
+    """Two threads on the direct path (these short batches): the first layer's products
+    over X's nonzeros, split over W's rows, in every batch of both epochs; with the hidden
+    layer's bias and activation in the sum of the partials (fused) or after it, and a
+    first layer that is the output layer (300 -> 40, softmax: its Z is kept)."""
+    X, y = wide_sparse_data
+    y = y % sizes[-1]
+    with engine_switch(_network.set_fused_epilogues, fused):
+        dense = _train(X, y, skip=False, n_threads=2, batch_size=batch_size,
+                       shuffle=shuffle, sizes=sizes)
+        skipping = _train(X, y, skip=True, n_threads=2, batch_size=batch_size,
+                          shuffle=shuffle, sizes=sizes)
+    assert dense[2] == [False, False] and skipping[2] == [True, True]
+    assert dense[3] == 0 and skipping[3] == 2 * -(-256 // batch_size)
+    np.testing.assert_allclose(skipping[0], dense[0], rtol=1e-5)
+    np.testing.assert_allclose(skipping[1], dense[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not AVX512, reason="the split over W's rows runs on AVX-512 CPUs only")
+def test_split_over_the_rows_of_w_runs_where_the_direct_path_does(wide_sparse_data):
+    """The engine counts the batches whose zero-skipping first layer ran split: every
+    batch of an epoch of 32-row batches on two threads, none on one thread or with the
+    split-K forward switched off (then the single-thread kernels, or the dense products,
+    run)."""
+    X, y = wide_sparse_data
+    y = y % 4
+    spec = NetworkSpec((300, 64, 4), ("relu", "softmax"), loss="categorical_crossentropy",
+                       dtype="float32")
+    Xc, Yc, _ = validate_training_data(spec, X, y)
+    counts = {}
+    for n_threads, split_k in ((2, True), (1, True), (2, False)):
+        net = make_network(spec, OptimizerSpec("sgd", 1e-2), n_threads=n_threads)
+        net.set_params(init_params(spec, seed=0))
+        with skip_zeros(True), engine_switch(_network.set_split_k_forward, split_k):
+            net.train_epoch(Xc, Yc, batch_size=32, shuffle=True)
+        counts[n_threads, split_k] = net._engine.zero_skip_split_batches
+    assert counts == {(2, True): 256 // 32, (1, True): 0, (2, False): 0}
+
+
+def test_training_split_over_the_rows_of_w_matches_the_numpy_reference(wide_sparse_data):
+    X, y = wide_sparse_data
+    y = y % 4
+    sw = np.linspace(0.5, 2.0, 256)
+    ref = _train(X, y, skip=None, n_threads=1, batch_size=32, device="numpy",
+                 sample_weight=sw, sizes=(300, 64, 32, 4))
+    skipping = _train(X, y, skip=True, n_threads=2, batch_size=32, sample_weight=sw,
+                      sizes=(300, 64, 32, 4))
+    np.testing.assert_allclose(skipping[0], ref[0], rtol=1e-4)
+    np.testing.assert_allclose(skipping[1], ref[1], rtol=1e-3, atol=1e-4)
 
 
 def test_training_through_the_kernels_matches_the_numpy_reference(sparse_data):

@@ -31,6 +31,8 @@ cdef extern from "fastmlp.h" nogil:
     void nonzero_masks_naive_f32(int64_t b, int64_t d, const float *X, uint16_t *masks)
     void skip_gemm_nn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X, const uint16_t *masks, const float *W, float *Z)
     void skip_gemm_tn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X, const uint16_t *masks, const float *dZ, float beta, float *dW)
+    void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint16_t *masks, const float *W, const float *bias, int act, float *Z, float *partial, int n_threads)
+    void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X, const uint16_t *masks, const float *dZ, float beta, float *dW, int n_threads)
     enum:
         FM_DIRECT_PARALLEL_MIN_WORK
 

@@ -283,6 +283,7 @@ cdef struct NetC:
     int64_t xb_off, yb_off, wb_off      # workspace: gathered X, Y, w of a batch
     int64_t *lb                         # gathered labels (ws_rows)
     bint skip_zeros                     # this epoch's first-layer products skip X's zeros
+    int64_t skip_split_batches          # ... of them, batches split over W's rows (for tests)
     uint16_t *xmask                     # ... with the batch rows' nonzero masks
                                         #     (ws_rows x ceil(n_features / 16))
     bint tiny_shape                     # the network qualifies for the fused tiny pass
@@ -469,9 +470,12 @@ cdef inline int64_t mask_words(NetC *s) noexcept nogil:
 
 cdef inline bint skips_zeros(NetC *s, int64_t b, int64_t row0, int nt) noexcept nogil:
     """Do the first layer's training products of rows [row0, row0 + b) of the batch skip
-    X's zeros?  In an epoch that chose it (start_epoch), for rows that one thread multiplies
-    and whose masks fit the workspace."""
-    return s.skip_zeros and nt == 1 and row0 + b <= s.ws_rows
+    X's zeros?  In an epoch that chose it (start_epoch), for rows whose masks fit the
+    workspace, multiplied by one thread or by the direct path's split over W's rows
+    (forward_is_split_k: skip_gemm_split_k and skip_gemm_tn_rows split as it does)."""
+    cdef LayerC *L = &s.layers[0]
+    return (s.skip_zeros and row0 + b <= s.ws_rows
+            and (nt == 1 or forward_is_split_k(s, b, b * L.fan_out * L.fan_in, nt)))
 
 
 cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64_t row0,
@@ -507,9 +511,21 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
         if not done and l == 0 and training and skips_zeros(s, b, row0, nt):
             # X's nonzeros: the masks of these rows, then the product over them alone
             if floating is float:
-                nonzero_masks_f32(b, L.fan_in, x, s.xmask + row0 * mask_words(s))
-                skip_gemm_nn_f32(b, L.fan_out, L.fan_in, x, s.xmask + row0 * mask_words(s),
-                                 params + L.w_off, z)
+                if nt == 1:
+                    nonzero_masks_f32(b, L.fan_in, x, s.xmask + row0 * mask_words(s))
+                    skip_gemm_nn_f32(b, L.fan_out, L.fan_in, x, s.xmask + row0 * mask_words(s),
+                                     params + L.w_off, z)
+                elif FUSED_EPILOGUES and z == a:
+                    # split over W's rows, bias and activation in the sum of the partials
+                    s.skip_split_batches += 1
+                    skip_gemm_split_k_f32(b, L.fan_out, L.fan_in, x, s.xmask, params + L.w_off,
+                                          bias, L.act, a, <float *> s.partial, nt)
+                    done = 1
+                    bias = NULL
+                else:
+                    s.skip_split_batches += 1
+                    skip_gemm_split_k_f32(b, L.fan_out, L.fan_in, x, s.xmask, params + L.w_off,
+                                          NULL, -1, z, <float *> s.partial, nt)
         elif not done:
             if training and forward_is_split_k(s, b, b * L.fan_out * L.fan_in, nt):
                 if FUSED_EPILOGUES and z == a:
@@ -601,8 +617,12 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
         if l == 0 and training and skips_zeros(s, b, row0, nt):
             # over X's nonzeros alone, with the masks forward_batch left
             if floating is float:
-                skip_gemm_tn_f32(b, L.fan_out, L.fan_in, x, s.xmask + row0 * mask_words(s),
-                                 ws + L.g_off, w_beta, grads + L.w_off)
+                if nt == 1:
+                    skip_gemm_tn_f32(b, L.fan_out, L.fan_in, x, s.xmask + row0 * mask_words(s),
+                                     ws + L.g_off, w_beta, grads + L.w_off)
+                else:   # each thread the rows of dW that it updates (update_own_rows)
+                    skip_gemm_tn_rows_f32(b, L.fan_out, L.fan_in, x, s.xmask, ws + L.g_off,
+                                          w_beta, grads + L.w_off, nt)
         else:
             mm_tn(L.fan_in, L.fan_out, b, layer_input(s, sh, l, x, training), ws + L.g_off,
                   w_beta, grads + L.w_off, nt)
@@ -1400,6 +1420,12 @@ cdef class Engine:
         """True while an epoch runs whose first-layer products skip X's zeros."""
         return bool(self.s.skip_zeros)
 
+    @property
+    def zero_skip_split_batches(self):
+        """Batches since the engine was built whose zero-skipping first layer ran split
+        over W's rows on several threads (the direct path; a diagnostic, for tests)."""
+        return int(self.s.skip_split_batches)
+
     def run_steps(self, int64_t max_steps=-1):
         cdef int64_t steps
         if self._epoch_refs is None:
@@ -1593,13 +1619,14 @@ def _guards_intact(storage, int64_t n):
 
 
 def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=None,
-                     double beta=0.0, bint naive=False, int repeats=1):
+                     double beta=0.0, bint naive=False, int repeats=1, int n_threads=1):
     """The first layer's zero-skipping products (csrc/zero_skip.c), masks included:
     kind "nn": X (b, d) @ B (d, N); "tn": beta * C + X.T @ B, B (b, N) (the weight
-    gradient; C (d, N), beta 0 without C).  naive: the portable references.  The output
-    lies between guard zones (RuntimeError if a kernel wrote past it).  repeats (>= 1):
-    run the masks and the product that many times (beta 0), for the benchmarks.  Returns
-    (a new float32 array, the masks as a (b, ceil(d / 16)) uint16 array)."""
+    gradient; C (d, N), beta 0 without C).  naive: the portable references.  n_threads >
+    1: the direct path's split over B's rows (skip_gemm_split_k, skip_gemm_tn_rows).  The
+    output lies between guard zones (RuntimeError if a kernel wrote past it).  repeats
+    (>= 1): run the masks and the product that many times (beta 0), for the benchmarks.
+    Returns (a new float32 array, the masks as a (b, ceil(d / 16)) uint16 array)."""
     cdef int64_t b = X.shape[0], d = X.shape[1], N = B.shape[1], dq = (X.shape[1] + 15) // 16
     cdef int64_t out_rows
     cdef int rep
@@ -1612,6 +1639,8 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
                          f"dimensions differ")
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if n_threads < 1 or (n_threads > 1 and naive):
+        raise ValueError(f"n_threads must be >= 1 (1 with naive), got {n_threads}")
     if beta != 0.0 and (C is None or kind != "tn" or repeats > 1):
         raise ValueError("beta != 0 needs C, kind 'tn' and repeats == 1")
     out_rows = b if kind == "nn" else d
@@ -1626,6 +1655,9 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
     cdef const float *Bp = &B[0, 0] if B.shape[0] > 0 and N > 0 else NULL
     cdef float *Op = &O[0, 0] if out_rows > 0 and N > 0 else NULL
     cdef uint16_t *Mp = &Mk[0, 0] if b > 0 and dq > 0 else NULL
+    partial_storage = _guarded((n_threads - 1) * b * N, np.float32)
+    cdef float[::1] Pv = partial_storage
+    cdef float *Pp = &Pv[FASTMLP_SLACK]
     with nogil:
         for rep in range(repeats):
             if naive:
@@ -1634,14 +1666,18 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
                     skip_gemm_nn_naive_f32(b, N, d, Xp, Mp, Bp, Op)
                 else:
                     skip_gemm_tn_naive_f32(b, N, d, Xp, Mp, Bp, beta_, Op)
+            elif n_threads > 1 and nn:
+                skip_gemm_split_k_f32(b, N, d, Xp, Mp, Bp, NULL, -1, Op, Pp, n_threads)
             else:
                 nonzero_masks_f32(b, d, Xp, Mp)
                 if nn:
                     skip_gemm_nn_f32(b, N, d, Xp, Mp, Bp, Op)
                 else:
-                    skip_gemm_tn_f32(b, N, d, Xp, Mp, Bp, beta_, Op)
+                    skip_gemm_tn_rows_f32(b, N, d, Xp, Mp, Bp, beta_, Op, n_threads)
     if not _guards_intact(storage, out_rows * N):
         raise RuntimeError("a zero-skipping kernel wrote outside its output")
+    if not _guards_intact(partial_storage, (n_threads - 1) * b * N):
+        raise RuntimeError("a zero-skipping kernel wrote outside its partial products")
     return out.copy(), masks
 
 
