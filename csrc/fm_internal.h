@@ -60,6 +60,12 @@
 #include <immintrin.h>
 #define FM_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
 #define FM_AVX512_INLINE static inline __attribute__((always_inline)) FM_AVX512
+/* gemm_direct_impl.inc: the sum of a split-K forward's partial products (and its bias and
+ * activation) over thread t's rows, inside the product's parallel region */
+void split_k_sum_f32(int64_t M, int64_t N, const float *bias, int act, float *C,
+                     const float *partial, int t, int nt);
+void split_k_sum_f64(int64_t M, int64_t N, const double *bias, int act, double *C,
+                     const double *partial, int t, int nt);
 #else
 #define FM_HAVE_AVX512 0
 #endif

@@ -245,15 +245,6 @@ FM_AVX512 static void skip_gemm_tn_avx512(int64_t b, int64_t N, int64_t d, const
     }
 }
 
-/* y[0:n] += x[0:n] */
-FM_AVX512 static void zs_add_into(int64_t n, const float *x, float *y)
-{
-    for (int64_t e = 0; e < n; e += 16) {
-        const __mmask16 m = zs_lanes(n - e);
-        _mm512_mask_storeu_ps(y + e, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + e),
-                                                      _mm512_maskz_loadu_ps(m, x + e)));
-    }
-}
 #endif
 
 
@@ -312,18 +303,13 @@ void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
             const int64_t i0 = b * t / nt, i1 = b * (t + 1) / nt;
-            const int64_t k0 = fm_direct_row_split(d, t, nt);
-            const int64_t k1 = fm_direct_row_split(d, t + 1, nt);
             float *Zt = t == 0 ? Z : partial + (int64_t)(t - 1) * b * N;
             nonzero_masks_avx512(i1 - i0, d, X + i0 * d, masks + i0 * dq);
 #pragma omp barrier
-            skip_gemm_nn_avx512(b, N, d, X, masks, W, Zt, k0, k1);
+            skip_gemm_nn_avx512(b, N, d, X, masks, W, Zt, fm_direct_row_split(d, t, nt),
+                                fm_direct_row_split(d, t + 1, nt));
 #pragma omp barrier
-            for (int u = 1; u < nt; u++)
-                zs_add_into((i1 - i0) * N, partial + (int64_t)(u - 1) * b * N + i0 * N,
-                            Z + i0 * N);
-            if (act >= 0) /* the summed rows are still in this core's cache */
-                bias_act_range_f32(i0, i1, N, Z, bias, act, Z);
+            split_k_sum_f32(b, N, bias, act, Z, partial, t, nt);
         }
         return;
     }

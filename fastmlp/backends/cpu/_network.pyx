@@ -516,17 +516,16 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
                     nonzero_masks_f32(b, L.fan_in, x, s.xmask + row0 * mask_words(s))
                     skip_gemm_nn_f32(b, L.fan_out, L.fan_in, x, s.xmask + row0 * mask_words(s),
                                      params + L.w_off, z)
-                elif FUSED_EPILOGUES and z == a:
-                    # split over W's rows, bias and activation in the sum of the partials
-                    s.skip_split_batches += 1
-                    skip_gemm_split_k_f32(b, L.fan_out, L.fan_in, x, s.xmask, params + L.w_off,
-                                          bias, L.act, a, <float *> s.partial, nt)
-                    done = 1
-                    bias = NULL
                 else:
+                    # split over W's rows; bias and activation in the sum of the partials
+                    # where the epilogues are fused (z is a)
                     s.skip_split_batches += 1
+                    done = FUSED_EPILOGUES and z == a
                     skip_gemm_split_k_f32(b, L.fan_out, L.fan_in, x, s.xmask, params + L.w_off,
-                                          NULL, -1, z, <float *> s.partial, nt)
+                                          bias if done else NULL, L.act if done else -1, z,
+                                          <float *> s.partial, nt)
+                    if done:
+                        bias = NULL
         elif not done:
             if training and forward_is_split_k(s, b, b * L.fan_out * L.fan_in, nt):
                 if FUSED_EPILOGUES and z == a:
@@ -1330,8 +1329,7 @@ cdef class Engine:
             self._tw = np.zeros(self.s.tiny.size + FASTMLP_SLACK, dtype=self.dtype)
             self.s.tw = <void *> <size_t> self._tw.ctypes.data
         self._lb = np.empty(rows, dtype=np.int64)
-        self._xmask = np.zeros(rows * ((self.s.n_features + 15) // 16) + FASTMLP_SLACK,
-                               dtype=np.uint16)
+        self._xmask = np.zeros(rows * mask_words(&self.s) + FASTMLP_SLACK, dtype=np.uint16)
         self.s.xmask = <uint16_t *> <size_t> self._xmask.ctypes.data
         self.s.ws = <void *> <size_t> self._ws.ctypes.data
         self.s.lb = <int64_t *> <size_t> self._lb.ctypes.data
