@@ -46,8 +46,8 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from .backends import (DEVICES, _raise_nonfinite, make_network, resolve_device,
-                       validate_training_data)
+from .backends import (DEVICES, _check_weight_values, _raise_nonfinite, make_network,
+                       resolve_device, validate_training_data)
 from .backends.base import NetworkSpec, OptimizerSpec
 from ._threads import resolve_n_threads
 from .initializers import sklearn_glorot_uniform
@@ -413,8 +413,7 @@ class _BaseMLP(BaseEstimator):
             sample_weight = _check_sample_weight(sample_weight, X)
             # checked before class weights multiply in (a class whose weights are all
             # negative would get a 'balanced' weight of 0 and pass as -0.0)
-            if not np.all(sample_weight >= 0):
-                raise ValueError("sample_weight must be finite and >= 0")
+            _check_weight_values(sample_weight)
         sample_weight = self._class_weighted(sample_weight, y_raw, incremental)
 
         if y.ndim == 1:

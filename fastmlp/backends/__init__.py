@@ -120,8 +120,7 @@ def validate_training_data(spec: NetworkSpec, X, Y=None, sample_weight=None, *,
         sw = xp.ascontiguousarray(sw, dtype=dtype)
         if sw.ndim != 1 or sw.shape[0] != n:
             raise ValueError(f"sample_weight has shape {sw.shape}; expected ({n},)")
-        if not bool(xp.isfinite(sw).all()) or bool((sw < 0).any()):
-            raise ValueError("sample_weight must be finite and >= 0")
+        _check_weight_values(sw, xp)
         tiny = float(np.finfo(dtype).tiny)
         if bool(((sw > 0) & (sw < tiny)).any()):
             raise ValueError(f"sample_weight has values below the smallest normal "
@@ -167,6 +166,13 @@ def _raise_nonfinite(name, given, dtype, xp):
                          f"(|value| > {float(np.finfo(dtype).max):.3g}); scale the data or "
                          "train in float64")
     raise ValueError(f"{name} contains NaN or infinity")
+
+
+def _check_weight_values(sample_weight, xp=np):
+    """ValueError unless every sample weight is finite and >= 0 (validate_training_data;
+    the scikit-learn front checks before its class weights multiply in)."""
+    if not bool(xp.isfinite(sample_weight).all()) or bool((sample_weight < 0).any()):
+        raise ValueError("sample_weight must be finite and >= 0")
 
 
 def _all_finite(A, xp=np, chunk_rows=4096):
