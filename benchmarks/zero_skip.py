@@ -1,0 +1,82 @@
+"""The first layer's zero-skipping products (csrc/zero_skip.c) against the dense ones, on
+shuffled MNIST rows, in one process::
+
+    python benchmarks/zero_skip.py              # kernels, then the engine A/B
+    python benchmarks/zero_skip.py 7            # rounds (best of that many)
+
+1. Kernels: one call of the forward product X @ W and of the weight gradient X^T @ dZ,
+   masks included, skipping zeros (kernel_skip_gemm) and through the dense direct
+   kernels (kernel_direct_gemm), for (rows, outputs, threads) = (100, 100, 1) (a shard of
+   (c), scikit-learn's defaults) and (32, 500, 2), (128, 500, 2) (the direct path of (a),
+   784-500-500-10, split over W's rows on two threads).
+2. Engine: 784-500-500-10, SGD momentum 0.9, on 8192 MNIST rows, epochs with skipping on
+   (the density rule) and off (set_skip_zeros(False)) interleaved, per step at batch 32,
+   128 and 512 on two threads.
+
+benchmarks/RESULTS.md (sessions 18 and 19) has the numbers.
+"""
+import sys
+import time
+
+import numpy as np
+
+
+def best_us(fn, calls, rounds):
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best / calls * 1e6
+
+
+def kernels(X, rounds):
+    from fastmlp.backends.cpu import _network as cn
+    rng = np.random.default_rng(1)
+    calls = 200
+    for b, N, nt in ((100, 100, 1), (32, 500, 2), (128, 500, 2)):
+        Xb = np.ascontiguousarray(X[rng.permutation(X.shape[0])[:b]])
+        W = rng.standard_normal((Xb.shape[1], N)).astype(np.float32)
+        dZ = rng.standard_normal((b, N)).astype(np.float32)
+        t = {}
+        for kind, B in (("nn", W), ("tn", dZ)):
+            t["skip", kind] = best_us(lambda: cn.kernel_skip_gemm(
+                kind, Xb, B, repeats=calls, n_threads=nt), calls, rounds)
+            t["dense", kind] = best_us(lambda: cn.kernel_direct_gemm(
+                kind, Xb, B, repeats=calls, n_threads=nt), calls, rounds)
+        print(f"{b} rows, 784 -> {N}, {nt} thread(s): forward {t['skip', 'nn']:.0f} us "
+              f"skipping, {t['dense', 'nn']:.0f} dense; weight gradient "
+              f"{t['skip', 'tn']:.0f} skipping, {t['dense', 'tn']:.0f} dense")
+
+
+def engine(X, y, rounds):
+    from benchmarks.report import fastmlp_epoch_fn
+    from fastmlp.backends.cpu import _network as cn
+    for b in (32, 128, 512):
+        run, net = fastmlp_epoch_fn((784, 500, 500, 10), X, y, b, n_threads=2)
+        run()
+        times = {None: [], False: []}
+        for _ in range(rounds):
+            for mode in (None, False):
+                previous = cn.set_skip_zeros(mode)
+                t = time.perf_counter()
+                run()
+                times[mode].append(time.perf_counter() - t)
+                cn.set_skip_zeros(previous)
+        steps = -(-X.shape[0] // b)
+        skip, dense = (min(times[m]) / steps * 1e6 for m in (None, False))
+        print(f"784-500-500-10 batch {b}, 2 threads: {skip:.0f} us per step skipping, "
+              f"{dense:.0f} dense ({dense / skip:.2f}x; best of {rounds})")
+
+
+def main(rounds=5):
+    sys.path.insert(0, ".")
+    from benchmarks.report import mnist_like
+    X, y, source = mnist_like(8192, np.random.default_rng(0))
+    print(f"data: {source}, {np.count_nonzero(X) / X.size:.0%} nonzero")
+    kernels(X, rounds)
+    engine(X, y, rounds)
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:2]))
