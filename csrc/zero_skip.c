@@ -8,9 +8,9 @@
  *
  * BLAS multiplies every element.  These kernels take X's row-major batch as it is (the
  * gathered rows) with a bitmap of its nonzeros, and do only the multiply-adds of nonzero
- * elements: on MNIST rows, 784-100 per thread (100 rows), the forward product in 67 against
- * BLAS's 190 us, the weight gradient 117 against 180 us (benchmarks/RESULTS.md, sessions
- * 18 and 19).  The engine takes them where its density check of X says they pay
+ * elements: on MNIST rows, 784-100 per thread (100 rows), the forward product in 90 against
+ * the dense direct kernel's 222 us, the weight gradient in 56 against 211 us
+ * (benchmarks/zero_skip.py; benchmarks/RESULTS.md, sessions 18 to 20).  The engine takes them where its density check of X says they pay
  * (_network.pyx, SKIP_ZEROS_MAX_DENSITY) and never for products other than the first
  * layer's (hidden activations are ReLU-sparse too, but not in exact, reusable places).
  *
@@ -218,7 +218,11 @@ FM_AVX512_INLINE void zs_tn_panel(const int NV, int64_t b, int64_t N, int64_t d,
                     acc[f][v] = _mm512_fmadd_ps(s[f], gv, acc[f][v]);
             }
         }
-        for (int f = 0; f < nf; f++) {
+        /* a constant trip count (the break for a short last block): with `f < nf` GCC
+         * indexes acc[f] at run time and keeps all of acc on the stack, a load and a
+         * store around every multiply-add above (2.5-3x slower; session 20) */
+        for (int f = 0; f < ZS_TN_F; f++) {
+            if (f >= nf) break;
             float *w = dW + (j0 + f) * N;
             for (int v = 0; v < NV; v++) {
                 __m512 r = acc[f][v];

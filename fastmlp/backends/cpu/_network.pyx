@@ -91,9 +91,9 @@ cdef int64_t DIRECT_SPLIT_UPDATE_MIN = 1 << 16
 # 0.19).  Float32 networks, where the CPU runs the AVX-512 kernels: on batches whose rows a
 # thread multiplies alone (split over the threads, or one thread), and on the direct path's
 # batches split over W's rows (skips_zeros).  On MNIST's rows (784-100 on 100 rows) the
-# forward product takes 0.35x and the weight gradient 0.6x BLAS's time (benchmarks/
-# RESULTS.md, sessions 18 and 19); the work falls with the density and BLAS's does not,
-# so SKIP_ZEROS_MAX_DENSITY sits below where they measured even.
+# forward product takes 0.4x and the weight gradient 0.27x the dense kernels' time
+# (benchmarks/RESULTS.md, sessions 18 to 20); the work falls with the density and theirs
+# does not, so SKIP_ZEROS_MAX_DENSITY sits below where they measured even.
 cdef double SKIP_ZEROS_MAX_DENSITY = 0.3
 cdef int SKIP_ZEROS_FORCED = -1   # -1: the density rule; 0 / 1: forced off / on
 cdef int64_t SKIP_ZEROS_SAMPLE_ROWS = 256
