@@ -397,6 +397,41 @@ def test_a_diverging_batch_counts_in_no_metric(batch_size, split, rng):
         assert m_cpu[key] == pytest.approx(m_ref[key], rel=1e-6), key
 
 
+@pytest.mark.parametrize("l2", [0.0, 1e-3])
+def test_a_later_fit_after_a_diverged_split_batch_starts_from_clean_gradients(l2, rng):
+    """A batch split over two threads whose loss is not finite leaves its gradients
+    unsummed and uncleared (the check comes before the update's blocks that sum and clear
+    them); the next fit (from new weights, on good data) must not add to them, though the
+    shards' products accumulate into gradients cleared after their last read (each
+    backward pass marks its gradients not cleared until the update clears them).  With
+    and without a penalty, whose gradient is added in the update's blocks too
+    (update_clearing).  Plain SGD: no optimizer state that the first fit's good batch
+    would have moved."""
+    spec = NetworkSpec((3, 8, 1), ("relu", "exp"), loss="poisson", l2=l2)
+    X, Y, _ = validate_training_data(spec, rng.normal(size=(512, 3)),
+                                     rng.poisson(3.0, (512, 1)))
+    X_bad = X.copy()
+    X_bad[256:] *= 1e30  # the second batch's loss overflows
+    p0 = init_params(spec, seed=1)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(engine_switch(_network.set_shard_min_work, 0))
+        stack.enter_context(engine_switch(lambda p: _network.set_shard_rule(*p), (256, 1)))
+        nets = [make_network(spec, OptimizerSpec("sgd", 1e-2, momentum=0.0), n_threads=2)
+                for _ in range(2)]
+        assert nets[0]._engine.will_shard(256)
+        nets[0].set_params(p0)
+        with np.errstate(all="ignore"):
+            nets[0].train_epoch(X_bad, Y, batch_size=256)
+        assert nets[0].diverged and nets[0].epoch_progress[0] == 256
+        for net in nets:
+            net.set_params(p0)
+            net.train_epoch(X, Y, batch_size=256)
+            assert not net.diverged
+    after_divergence, fresh = (net.get_params() for net in nets)
+    assert np.isfinite(after_divergence).all()
+    np.testing.assert_array_equal(after_divergence, fresh)
+
+
 def test_run_steps_in_slices_equals_whole_epoch(device, rng):
     spec, X, y = _classification(rng)
     Xc, Yc, _ = validate_training_data(spec, X, y)
@@ -562,9 +597,10 @@ def test_batch_split_over_threads_matches_reference(dtype, n_threads, opt, rng):
 ], ids=["sum-in-update", "float32", "penalty", "clipnorm"])
 def test_gradients_cleared_after_their_last_read(dtype, opt, l2, rng):
     # the shards' gradients cleared after their last read so that the next step's BLAS
-    # products accumulate into them (set_zeroed_grads): without a penalty or clipping the
-    # shards are summed in the update's blocks, with a penalty by the pass before it, with
-    # clipping the update is not split (shard 0 is then not cleared).  Batches of 256 are
+    # products accumulate into them (set_zeroed_grads): without clipping the shards are
+    # summed in the update's blocks (with a penalty, its gradient is added there and its
+    # value taken from each thread's slice of the weights after its shard), with clipping
+    # the update is not split (shard 0 is then not cleared).  Batches of 256 are
     # split (two BLAS shards of 128 rows); the last batch of 150 is not (300 units), and
     # its products accumulate into shard 0's cleared gradients.  Weights equal those of
     # products that zero their output, bit for bit, and the NumPy reference's

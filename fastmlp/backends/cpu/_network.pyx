@@ -840,12 +840,13 @@ cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr, int nt,
             adagrad_update_f64(n, w, g, s0, lr, s.eps, nt)
 
 
-cdef void update_clearing(NetC *s, int64_t lo, int64_t hi, int n_sum, double lr,
-                          floating *dummy) noexcept nogil:
+cdef void update_clearing(NetC *s, int64_t lo, int64_t hi, int n_sum, bint add_penalty,
+                          double norm, double lr, floating *dummy) noexcept nogil:
     """update_slice of [lo, hi) on one thread, then its gradients set to 0 (ZEROED_GRADS),
     by blocks of UPDATE_BLOCK elements that stay in L1; with n_sum > 1 each block first
-    sums the n_sum shards' gradients (reduce_grads, clearing theirs), so that the sum is
-    never written out and read back."""
+    sums the n_sum shards' gradients (reduce_grads, clearing theirs), and with add_penalty
+    then adds the penalty's gradient (penalty_slice; its value was taken before), so that
+    the gradient is never written out and read back between these passes."""
     cdef floating *g = <floating *> s.grads
     cdef int64_t a, z
     a = lo
@@ -853,6 +854,8 @@ cdef void update_clearing(NetC *s, int64_t lo, int64_t hi, int n_sum, double lr,
         z = min(a + UPDATE_BLOCK, hi)
         if n_sum > 1:
             reduce_grads(s, a, z, n_sum, True, dummy)
+        if add_penalty:
+            penalty_slice(s, g, a, z, norm, dummy)
         update_slice(s, a, z, lr, 1, dummy)
         memset(g + a, 0, (z - a) * sizeof(floating))
         a = z
@@ -991,9 +994,18 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
             else:
                 gather_batch(s, lo, 0, b, dummy)
         norm = loss_norm(s, wb, b)
+        # the shards' gradients summed in the update's blocks (update_clearing), and the
+        # penalty's gradient added there, when no clipping needs their sum before the
+        # update; the penalty's value (the divergence check needs it before the update)
+        # then comes from each thread's slice of the weights at the end of its shard
+        sum_in_update = clear and s.clipnorm <= 0
         if n_shards > 1:
             for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
                 shard_step(s, k, n_shards, xb, yb, lb, wb, b, norm, 1, dummy)
+                if sum_in_update and penalized:
+                    s.shards[k].penalty = penalty_slice(s, NULL, s.n_params * k // n_shards,
+                                                        s.n_params * (k + 1) // n_shards,
+                                                        norm, dummy)
         elif batch_is_tiny(s, b):
             tiny_step(s, xb, yb, lb, wb, b, norm, dummy)
         else:
@@ -1001,15 +1013,15 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
         data_loss = 0.0
         for k in range(n_shards):
             data_loss += s.shards[k].loss
-        # the shards' gradients summed in the update's blocks (update_clearing) when no
-        # penalty and no clipping needs their sum before the update
-        sum_in_update = clear and s.clipnorm <= 0 and not penalized
-        # the penalty and its gradient by flat slices, one per thread wherever the update
-        # is split (after a split batch in the same pass as the sum of the shards'
+        # otherwise the penalty and its gradient by flat slices, one per thread wherever the
+        # update is split (after a split batch in the same pass as the sum of the shards'
         # gradients into shard 0's = s.grads, each slice while in that thread's cache)
         n_pen = n_update if n_update > 1 and (n_shards > 1 or penalized) else 1
         if sum_in_update:
             penalty = 0.0
+            if penalized:
+                for k in range(n_shards):
+                    penalty += s.shards[k].penalty
         elif n_pen > 1:
             for k in prange(n_pen, num_threads=n_pen, schedule="static", chunksize=1):
                 if n_shards > 1:
@@ -1042,7 +1054,8 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
                 if clear:  # the slices reduce_grads summed, or sums now
                     update_clearing(s, s.n_params * k // n_update,
                                     s.n_params * (k + 1) // n_update,
-                                    n_shards if sum_in_update else 1, lr_step, dummy)
+                                    n_shards if sum_in_update else 1,
+                                    sum_in_update and penalized, norm, lr_step, dummy)
                 elif n_shards > 1:
                     update_slice(s, s.n_params * k // n_update, s.n_params * (k + 1) // n_update,
                                  lr_step, 1, dummy)
