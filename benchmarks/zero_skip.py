@@ -13,7 +13,7 @@ shuffled MNIST rows, in one process::
    (the density rule) and off (set_skip_zeros(False)) interleaved, per step at batch 32,
    128 and 512 on two threads.
 
-benchmarks/RESULTS.md (sessions 18 and 19) has the numbers.
+benchmarks/RESULTS.md (sessions 18 to 20) has the numbers.
 """
 import sys
 import time
