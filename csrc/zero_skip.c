@@ -10,9 +10,10 @@
  * gathered rows) with a bitmap of its nonzeros, and do only the multiply-adds of nonzero
  * elements: on MNIST rows, 784-100 per thread (100 rows), the forward product in 90 against
  * the dense direct kernel's 222 us, the weight gradient in 56 against 211 us
- * (benchmarks/zero_skip.py; benchmarks/RESULTS.md, sessions 18 to 20).  The engine takes them where its density check of X says they pay
- * (_network.pyx, SKIP_ZEROS_MAX_DENSITY) and never for products other than the first
- * layer's (hidden activations are ReLU-sparse too, but not in exact, reusable places).
+ * (benchmarks/zero_skip.py; benchmarks/RESULTS.md, sessions 18 to 20).  The engine takes
+ * them where its density check of X says they pay (_network.pyx, SKIP_ZEROS_MAX_DENSITY)
+ * and never for products other than the first layer's (hidden activations are ReLU-sparse
+ * too, but not in exact, reusable places).
  *
  * The bitmap: masks (b, dq), dq = ceil(d / 16), bit t of masks[i * dq + q] set when
  * x_i,16q+t != 0 (nonzero_masks).  Skipped terms are exact zeros, so the sums are those of
