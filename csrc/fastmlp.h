@@ -129,9 +129,28 @@ void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint
 void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X,
                            const uint16_t *masks, const float *dZ, float beta, float *dW,
                            int n_threads);
+/* One thread's share of the features, [k0, k1) (k0 a multiple of 4): the words of masks
+ * that cover them, Z (b, N) = X[:, k0:k1] @ W[k0:k1, :], and dW's rows [k0, k1), for the
+ * batch's rows i < b: X's rows rows[i] (the epoch's shuffled order, read in place; rows
+ * NULL: X's first b rows).  The engine's feature split; no OpenMP inside. */
+void nonzero_masks_range_f32(int64_t b, int64_t d, const float *X, const int64_t *rows,
+                             int64_t k0, int64_t k1, uint16_t *masks);
+void skip_gemm_nn_range_f32(int64_t b, int64_t N, int64_t d, const float *X,
+                            const int64_t *rows, const uint16_t *masks, const float *W,
+                            float *Z, int64_t k0, int64_t k1);
+void skip_gemm_tn_range_f32(int64_t b, int64_t N, int64_t d, const float *X,
+                            const int64_t *rows, const uint16_t *masks, const float *dZ,
+                            float beta, float *dW, int64_t k0, int64_t k1);
 
 /* 1 when built with OpenMP. */
 int fm_openmp_enabled(void);
+/* A barrier of the innermost enclosing OpenMP parallel region (nothing without OpenMP);
+ * for Cython's parallel() blocks, which have no barrier of their own. */
+void fm_thread_barrier(void);
+/* The calling thread's team: its size and this thread's number (1 and 0 outside a parallel
+ * region or without OpenMP). */
+int fm_team_size(void);
+int fm_thread_num(void);
 /* The x86-64 feature level of the multiversioned kernels that the loader chose on this
  * CPU (4 = x86-64-v4, 3 = x86-64-v3, 0 = baseline; -1 = none of the clones, which must not
  * happen), and the highest level the build compiled (4, 3 or 0: setup.py's FASTMLP_SIMD). */

@@ -30,6 +30,31 @@ int fm_openmp_enabled(void)
 #endif
 }
 
+void fm_thread_barrier(void)
+{
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
+int fm_team_size(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+int fm_thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* The x86-64 feature level whose clones of the FM_MULTIVERSION kernels run here, as the
  * loader chose it (4, 3, 0, or -1 if the resolved address is no clone's): fm_simd_probe is
  * multiversioned like every kernel, and the address its ifunc resolved to is compared with

@@ -23,34 +23,69 @@
  * and what runs where the CPU has no AVX-512, which the engine then does not choose). */
 #include "fm_internal.h"
 
-/* ---- naive references ------------------------------------------------------------------ */
+/* Row i of the batch: X's row rows[i] (X itself, unshuffled: rows NULL, row i) */
+#define ZS_ROW(X, rows, i, d) ((X) + ((rows) != NULL ? (rows)[i] : (i)) * (d))
 
-void nonzero_masks_naive_f32(int64_t b, int64_t d, const float *X, uint16_t *masks)
+/* ---- naive references ------------------------------------------------------------------
+ * Each over a range of X's columns (words [q0, q1) of the masks; features, which are W's
+ * and dW's rows, [k0, k1)): all of them in the exported references, a thread's share in
+ * the range entry points' fallbacks below. */
+
+static void masks_words_naive(int64_t b, int64_t d, const float *X, const int64_t *rows,
+                              int64_t q0, int64_t q1, uint16_t *masks)
 {
     const int64_t dq = (d + 15) / 16;
     for (int64_t i = 0; i < b; i++)
-        for (int64_t q = 0; q < dq; q++) {
+        for (int64_t q = q0; q < q1; q++) {
             unsigned bits = 0;
             for (int64_t t = 0; t < 16 && 16 * q + t < d; t++)
-                bits |= (unsigned)(X[i * d + 16 * q + t] != 0) << t;
+                bits |= (unsigned)(ZS_ROW(X, rows, i, d)[16 * q + t] != 0) << t;
             masks[i * dq + q] = (uint16_t)bits;
         }
+}
+
+static void skip_nn_naive(int64_t b, int64_t N, int64_t d, const float *X,
+                          const int64_t *rows, const uint16_t *masks, const float *W,
+                          float *restrict Z, int64_t k0, int64_t k1)
+{
+    const int64_t dq = (d + 15) / 16;
+    for (int64_t i = 0; i < b; i++) {
+        float *z = Z + i * N;
+        for (int64_t n = 0; n < N; n++) z[n] = 0;
+        for (int64_t j = k0; j < k1; j++) {
+            if (!((masks[i * dq + j / 16] >> (j % 16)) & 1)) continue;
+            const float x = ZS_ROW(X, rows, i, d)[j];
+            for (int64_t n = 0; n < N; n++) z[n] += x * W[j * N + n];
+        }
+    }
+}
+
+static void skip_tn_naive(int64_t b, int64_t N, int64_t d, const float *X,
+                          const int64_t *rows, const uint16_t *masks, const float *dZ,
+                          float beta, float *restrict dW, int64_t k0, int64_t k1)
+{
+    const int64_t dq = (d + 15) / 16;
+    for (int64_t j = k0; j < k1; j++) {
+        float *w = dW + j * N;
+        for (int64_t n = 0; n < N; n++) w[n] = beta == 0 ? 0 : beta * w[n];
+        for (int64_t i = 0; i < b; i++) {
+            if (!((masks[i * dq + j / 16] >> (j % 16)) & 1)) continue;
+            const float x = ZS_ROW(X, rows, i, d)[j];
+            for (int64_t n = 0; n < N; n++) w[n] += x * dZ[i * N + n];
+        }
+    }
+}
+
+void nonzero_masks_naive_f32(int64_t b, int64_t d, const float *X, uint16_t *masks)
+{
+    masks_words_naive(b, d, X, NULL, 0, (d + 15) / 16, masks);
 }
 
 /* Z (b, N) = X (b, d) @ W (d, N), the terms of X's zeros skipped */
 void skip_gemm_nn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X,
                             const uint16_t *masks, const float *W, float *restrict Z)
 {
-    const int64_t dq = (d + 15) / 16;
-    for (int64_t i = 0; i < b; i++) {
-        float *z = Z + i * N;
-        for (int64_t n = 0; n < N; n++) z[n] = 0;
-        for (int64_t j = 0; j < d; j++) {
-            if (!((masks[i * dq + j / 16] >> (j % 16)) & 1)) continue;
-            const float x = X[i * d + j];
-            for (int64_t n = 0; n < N; n++) z[n] += x * W[j * N + n];
-        }
-    }
+    skip_nn_naive(b, N, d, X, NULL, masks, W, Z, 0, d);
 }
 
 /* dW (d, N) = beta dW + X^T (d, b) @ dZ (b, N), the terms of X's zeros skipped */
@@ -58,16 +93,7 @@ void skip_gemm_tn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X,
                             const uint16_t *masks, const float *dZ, float beta,
                             float *restrict dW)
 {
-    const int64_t dq = (d + 15) / 16;
-    for (int64_t j = 0; j < d; j++) {
-        float *w = dW + j * N;
-        for (int64_t n = 0; n < N; n++) w[n] = beta == 0 ? 0 : beta * w[n];
-        for (int64_t i = 0; i < b; i++) {
-            if (!((masks[i * dq + j / 16] >> (j % 16)) & 1)) continue;
-            const float x = X[i * d + j];
-            for (int64_t n = 0; n < N; n++) w[n] += x * dZ[i * N + n];
-        }
-    }
+    skip_tn_naive(b, N, d, X, NULL, masks, dZ, beta, dW, 0, d);
 }
 
 
@@ -76,21 +102,34 @@ void skip_gemm_tn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X,
  * the matrices) ---------------------------------------------------------------------------- */
 
 /* mask of the first n lanes, n clamped to [0, 16] */
+#define ZS_PREFETCH_ROWS 4   /* rows ahead whose lines nonzero_masks asks for */
+
 FM_AVX512_INLINE __mmask16 zs_lanes(int64_t n)
 {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
+/* words [q0, q1) of each row's masks */
 FM_AVX512 static void nonzero_masks_avx512(int64_t b, int64_t d, const float *X,
-                                           uint16_t *masks)
+                                           const int64_t *rows, uint16_t *masks, int64_t q0,
+                                           int64_t q1)
 {
     const int64_t dq = (d + 15) / 16;
-    for (int64_t i = 0; i < b; i++)
-        for (int64_t q = 0; q < dq; q++) {
+    for (int64_t i = 0; i < b; i++) {
+        if (rows != NULL && i + ZS_PREFETCH_ROWS < b) {
+            /* rows scattered over a large X come from memory: ask for a later row's lines
+             * now, so that ZS_PREFETCH_ROWS rows are in flight */
+            const char *p = (const char *)(X + rows[i + ZS_PREFETCH_ROWS] * d + 16 * q0);
+            const char *end = (const char *)(X + rows[i + ZS_PREFETCH_ROWS] * d
+                                             + (16 * q1 < d ? 16 * q1 : d));
+            for (; p < end; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+        }
+        for (int64_t q = q0; q < q1; q++) {
             const __mmask16 in = zs_lanes(d - 16 * q);
-            const __m512 x = _mm512_maskz_loadu_ps(in, X + i * d + 16 * q);
+            const __m512 x = _mm512_maskz_loadu_ps(in, ZS_ROW(X, rows, i, d) + 16 * q);
             masks[i * dq + q] = _mm512_mask_cmp_ps_mask(in, x, _mm512_setzero_ps(), _CMP_NEQ_UQ);
         }
+    }
 }
 
 /* The column panel [n0, n0 + 16 nv) of a matrix N columns wide, nv <= max_vectors
@@ -145,12 +184,13 @@ static inline unsigned zs_word_in_range(int64_t q, int64_t k0, int64_t k1)
  * loads of W's row j and NV multiply-adds (W's rows stay in L2 across the batch; each row
  * of X is read once per panel). */
 FM_AVX512_INLINE void zs_nn_panel(const int NV, int64_t b, int64_t N, int64_t d,
-                                  const float *X, const uint16_t *masks, const float *W,
-                                  float *Z, __mmask16 last, int64_t k0, int64_t k1)
+                                  const float *X, const int64_t *rows, const uint16_t *masks,
+                                  const float *W, float *Z, __mmask16 last, int64_t k0,
+                                  int64_t k1)
 {
     const int64_t dq = (d + 15) / 16;
     for (int64_t i = 0; i < b; i++) {
-        const float *x = X + i * d;
+        const float *x = ZS_ROW(X, rows, i, d);
         const uint16_t *mi = masks + i * dq;
         __m512 acc[8];
         for (int v = 0; v < NV; v++) acc[v] = _mm512_setzero_ps();
@@ -173,13 +213,14 @@ FM_AVX512_INLINE void zs_nn_panel(const int NV, int64_t b, int64_t N, int64_t d,
 
 /* Z (b, N) = X[:, k0:k1] @ W[k0:k1, :] over the nonzeros */
 FM_AVX512 static void skip_gemm_nn_avx512(int64_t b, int64_t N, int64_t d, const float *X,
-                                          const uint16_t *masks, const float *W,
-                                          float *restrict Z, int64_t k0, int64_t k1)
+                                          const int64_t *rows, const uint16_t *masks,
+                                          const float *W, float *restrict Z, int64_t k0,
+                                          int64_t k1)
 {
     for (int64_t n0 = 0; n0 < N; n0 += 16 * ZS_NN_V) {
         __mmask16 last;
         const int nv = zs_panel(N, n0, ZS_NN_V, &last);
-        ZS_PANEL_CASES(nv, zs_nn_panel, b, N, d, X, masks, W + n0, Z + n0, last, k0, k1)
+        ZS_PANEL_CASES(nv, zs_nn_panel, b, N, d, X, rows, masks, W + n0, Z + n0, last, k0, k1)
     }
 }
 
@@ -195,9 +236,9 @@ FM_AVX512 static void skip_gemm_nn_avx512(int64_t b, int64_t N, int64_t d, const
 #define ZS_TN_V 7   /* vectors per panel */
 
 FM_AVX512_INLINE void zs_tn_panel(const int NV, int64_t b, int64_t N, int64_t d,
-                                  const float *X, const uint16_t *masks, const float *dZ,
-                                  float beta, float *dW, __mmask16 last, int64_t k0,
-                                  int64_t k1)
+                                  const float *X, const int64_t *rows, const uint16_t *masks,
+                                  const float *dZ, float beta, float *dW, __mmask16 last,
+                                  int64_t k0, int64_t k1)
 {
     const int64_t dq = (d + 15) / 16;
     for (int64_t j0 = k0; j0 < k1; j0 += ZS_TN_F) {
@@ -209,7 +250,7 @@ FM_AVX512_INLINE void zs_tn_panel(const int NV, int64_t b, int64_t N, int64_t d,
             for (int v = 0; v < NV; v++) acc[f][v] = _mm512_setzero_ps();
         for (int64_t i = 0; i < b; i++) {
             if (!((masks[i * dq + q] >> shift) & ((1u << ZS_TN_F) - 1))) continue;
-            const float *x = X + i * d + j0;
+            const float *x = ZS_ROW(X, rows, i, d) + j0;
             const float *g = dZ + i * N;
             __m512 s[ZS_TN_F];
             for (int f = 0; f < ZS_TN_F; f++) s[f] = _mm512_set1_ps(f < nf ? x[f] : 0.0f);
@@ -239,14 +280,15 @@ FM_AVX512_INLINE void zs_tn_panel(const int NV, int64_t b, int64_t N, int64_t d,
 /* rows [k0, k1) of dW (d, N) = beta dW + X^T @ dZ over the nonzeros (k0 a multiple of
  * ZS_TN_F) */
 FM_AVX512 static void skip_gemm_tn_avx512(int64_t b, int64_t N, int64_t d, const float *X,
-                                          const uint16_t *masks, const float *dZ, float beta,
-                                          float *restrict dW, int64_t k0, int64_t k1)
+                                          const int64_t *rows, const uint16_t *masks,
+                                          const float *dZ, float beta, float *restrict dW,
+                                          int64_t k0, int64_t k1)
 {
     for (int64_t n0 = 0; n0 < N; n0 += 16 * ZS_TN_V) {
         __mmask16 last;
         const int nv = zs_panel(N, n0, ZS_TN_V, &last);
-        ZS_PANEL_CASES(nv, zs_tn_panel, b, N, d, X, masks, dZ + n0, beta, dW + n0, last, k0,
-                       k1)
+        ZS_PANEL_CASES(nv, zs_tn_panel, b, N, d, X, rows, masks, dZ + n0, beta, dW + n0, last,
+                       k0, k1)
     }
 }
 
@@ -259,7 +301,7 @@ void nonzero_masks_f32(int64_t b, int64_t d, const float *X, uint16_t *masks)
 {
 #if FM_HAVE_AVX512
     if (fm_direct_available()) {
-        nonzero_masks_avx512(b, d, X, masks);
+        nonzero_masks_avx512(b, d, X, NULL, masks, 0, (d + 15) / 16);
         return;
     }
 #endif
@@ -271,7 +313,7 @@ void skip_gemm_nn_f32(int64_t b, int64_t N, int64_t d, const float *X, const uin
 {
 #if FM_HAVE_AVX512
     if (fm_direct_available()) {
-        skip_gemm_nn_avx512(b, N, d, X, masks, W, Z, 0, d);
+        skip_gemm_nn_avx512(b, N, d, X, NULL, masks, W, Z, 0, d);
         return;
     }
 #endif
@@ -283,7 +325,7 @@ void skip_gemm_tn_f32(int64_t b, int64_t N, int64_t d, const float *X, const uin
 {
 #if FM_HAVE_AVX512
     if (fm_direct_available()) {
-        skip_gemm_tn_avx512(b, N, d, X, masks, dZ, beta, dW, 0, d);
+        skip_gemm_tn_avx512(b, N, d, X, NULL, masks, dZ, beta, dW, 0, d);
         return;
     }
 #endif
@@ -309,9 +351,9 @@ void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
             const int64_t i0 = b * t / nt, i1 = b * (t + 1) / nt;
             float *Zt = t == 0 ? Z : partial + (int64_t)(t - 1) * b * N;
-            nonzero_masks_avx512(i1 - i0, d, X + i0 * d, masks + i0 * dq);
+            nonzero_masks_avx512(i1 - i0, d, X + i0 * d, NULL, masks + i0 * dq, 0, dq);
 #pragma omp barrier
-            skip_gemm_nn_avx512(b, N, d, X, masks, W, Zt, fm_direct_row_split(d, t, nt),
+            skip_gemm_nn_avx512(b, N, d, X, NULL, masks, W, Zt, fm_direct_row_split(d, t, nt),
                                 fm_direct_row_split(d, t + 1, nt));
 #pragma omp barrier
             split_k_sum_f32(b, N, bias, act, Z, partial, t, nt);
@@ -335,7 +377,8 @@ void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X,
 #pragma omp parallel num_threads(n_threads)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            skip_gemm_tn_avx512(b, N, d, X, masks, dZ, beta, dW, fm_direct_row_split(d, t, nt),
+            skip_gemm_tn_avx512(b, N, d, X, NULL, masks, dZ, beta, dW,
+                                fm_direct_row_split(d, t, nt),
                                 fm_direct_row_split(d, t + 1, nt));
         }
         return;
@@ -343,4 +386,51 @@ void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X,
 #endif
     (void)n_threads;
     skip_gemm_tn_f32(b, N, d, X, masks, dZ, beta, dW);
+}
+
+
+/* ---- one thread's share of X's columns: the engine's feature split ----------------------
+ * A training step whose first layer is split over the input features (_network.pyx,
+ * feature_split_thread) gives thread t the features [k0, k1), a multiple of 16 apart, as
+ * its rows of W and dW: it builds their masks (words k0 / 16 to k1 / 16 of each row),
+ * multiplies X's columns [k0, k1) by W's rows [k0, k1) into its own partial product of
+ * every row, and writes dW's rows [k0, k1).  No OpenMP here: the caller is the thread. */
+
+void nonzero_masks_range_f32(int64_t b, int64_t d, const float *X, const int64_t *rows,
+                             int64_t k0, int64_t k1, uint16_t *masks)
+{
+    const int64_t q0 = k0 / 16, q1 = (k1 + 15) / 16;
+#if FM_HAVE_AVX512
+    if (fm_direct_available()) {
+        nonzero_masks_avx512(b, d, X, rows, masks, q0, q1);
+        return;
+    }
+#endif
+    masks_words_naive(b, d, X, rows, q0, q1, masks);
+}
+
+void skip_gemm_nn_range_f32(int64_t b, int64_t N, int64_t d, const float *X,
+                            const int64_t *rows, const uint16_t *masks, const float *W,
+                            float *restrict Z, int64_t k0, int64_t k1)
+{
+#if FM_HAVE_AVX512
+    if (fm_direct_available()) {
+        skip_gemm_nn_avx512(b, N, d, X, rows, masks, W, Z, k0, k1);
+        return;
+    }
+#endif
+    skip_nn_naive(b, N, d, X, rows, masks, W, Z, k0, k1);
+}
+
+void skip_gemm_tn_range_f32(int64_t b, int64_t N, int64_t d, const float *X,
+                            const int64_t *rows, const uint16_t *masks, const float *dZ,
+                            float beta, float *restrict dW, int64_t k0, int64_t k1)
+{
+#if FM_HAVE_AVX512
+    if (fm_direct_available()) {
+        skip_gemm_tn_avx512(b, N, d, X, rows, masks, dZ, beta, dW, k0, k1);
+        return;
+    }
+#endif
+    skip_tn_naive(b, N, d, X, rows, masks, dZ, beta, dW, k0, k1);
 }

@@ -337,3 +337,252 @@ def test_set_skip_zeros_returns_the_previous_setting():
         assert _network.set_skip_zeros(None) is None
     finally:
         _network.set_skip_zeros(previous)
+
+
+# ---- the feature split (_network.pyx, feature_split_thread) ------------------------------
+
+def feature_split(enabled):
+    return engine_switch(_network.set_feature_split, enabled)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("density", [0.0, 0.2, 1.0])
+def test_feature_range_kernels_match_numpy(direct, density, rng):
+    """One thread's share of the features, over rows read in place by index (repeated and
+    out of order) or X's first rows: the masks of the words over [k0, k1), the partial
+    product X[rows][:, k0:k1] @ W[k0:k1], and dW's rows [k0, k1) alone (the others keep C).
+    direct False: the references (set_direct_kernels), as on a CPU without AVX-512."""
+    with engine_switch(_network.set_direct_kernels, direct):
+        for b, d, N in SHAPES + [(200, 784, 100)]:
+            X = sparse_rows(rng, b + 5, d, density)
+            W = rng.normal(size=(d, N)).astype(np.float32)
+            dZ = rng.normal(size=(b, N)).astype(np.float32)
+            C = rng.normal(size=(d, N)).astype(np.float32)
+            ranges = {(0, d), (0, min(d, 4 * (d // 8))), (4 * (d // 8), d), (4 * (d // 4), d)}
+            for rows in (rng.integers(0, b + 5, b), None):
+                Xb = (X[rows] if rows is not None else X[:b]).astype(np.float64)
+                for k0, k1 in sorted(ranges):
+                    msg = f"{b}x{d}x{N} [{k0}, {k1}) rows {rows is not None}"
+                    Z, masks = _network.kernel_skip_gemm_features(
+                        "nn", X if rows is not None else X[:b], W, (k0, k1), rows)
+                    np.testing.assert_allclose(Z, Xb[:, k0:k1] @ W[k0:k1], rtol=1e-5,
+                                               atol=1e-5 * np.sqrt(d), err_msg="nn " + msg)
+                    q0, q1 = k0 // 16, -(-k1 // 16)
+                    _, full = _network.kernel_skip_gemm(
+                        "nn", np.ascontiguousarray(Xb, np.float32), W)
+                    np.testing.assert_array_equal(masks[:, q0:q1], full[:, q0:q1])
+                    assert not masks[:, :q0].any() and not masks[:, q1:].any()
+                    for beta in (0.0, 0.5):
+                        dW, _ = _network.kernel_skip_gemm_features(
+                            "tn", X if rows is not None else X[:b], dZ, (k0, k1), rows,
+                            C=C, beta=beta)
+                        want = C.astype(np.float64)
+                        want[k0:k1] = beta * C[k0:k1] + Xb[:, k0:k1].T @ dZ
+                        np.testing.assert_allclose(dW, want, rtol=1e-5,
+                                                   atol=1e-5 * np.sqrt(b),
+                                                   err_msg=f"tn beta {beta} " + msg)
+
+
+def test_feature_range_kernel_arguments_are_checked():
+    X = np.zeros((3, 8), np.float32)
+    W = np.zeros((8, 2), np.float32)
+    with pytest.raises(ValueError, match="kind must be"):
+        _network.kernel_skip_gemm_features("nt", X, W, (0, 8))
+    for bad in ((2, 8), (0, 9), (8, 4), (-4, 4)):
+        with pytest.raises(ValueError, match="features must be"):
+            _network.kernel_skip_gemm_features("nn", X, W, bad)
+    with pytest.raises(ValueError, match="row indices"):
+        _network.kernel_skip_gemm_features("nn", X, W, (0, 8), rows=[0, 3])
+    with pytest.raises(ValueError, match="dimensions differ"):
+        _network.kernel_skip_gemm_features("tn", X, np.zeros((2, 2), np.float32), (0, 8),
+                                           rows=[0, 1, 2])
+    with pytest.raises(ValueError, match="beta != 0 needs C"):
+        _network.kernel_skip_gemm_features("tn", X, np.zeros((3, 2), np.float32), (0, 8),
+                                           beta=1.0)
+
+
+def test_balanced_feature_cuts(rng):
+    """Multiples of 4 from 0 to d, non-decreasing, splitting the sampled nonzeros about
+    evenly; more threads than blocks leave some threads empty, not out of range."""
+    X = np.zeros((1000, 100), np.float32)
+    X[:, 60:100] = rng.random((1000, 40))     # every nonzero in the last 40 features
+    cuts = _network.balanced_feature_cuts(X, 2)
+    assert cuts[0] == 0 and cuts[-1] == 100 and (cuts % 4 == 0).all()
+    assert 76 <= cuts[1] <= 84, cuts           # about half of the nonzeros on each side
+    for nt in (1, 3, 7, 40):
+        cuts = _network.balanced_feature_cuts(X, nt)
+        assert len(cuts) == nt + 1 and cuts[0] == 0 and cuts[-1] == 100
+        assert (np.diff(cuts) >= 0).all() and (cuts[:-1] % 4 == 0).all()
+    cuts = _network.balanced_feature_cuts(np.ones((5, 10), np.float32), 2)
+    assert list(cuts) == [0, 4, 10] or list(cuts) == [0, 8, 10]
+
+
+# sharded batches (batch_is_sharded: at least SHARD_MIN_WORK multiply-adds) whose first
+# layer holds most of the parameters
+FS_SIZES = [(300, 64, 4), (300, 64, 32, 4), (300, 80)]
+
+
+def _train_fs(X, y, *, fs, n_threads=2, batch_size=128, sizes=(300, 64, 4), epochs=2,
+              shuffle=True, dropout=None, sample_weight=None, activation="relu",
+              optimizer=None, l1=0.0, device="cpu"):
+    spec = NetworkSpec(sizes, (activation,) * (len(sizes) - 2) + ("softmax",),
+                       loss="categorical_crossentropy", dtype="float32", l2=1e-3, l1=l1,
+                       dropout=dropout or (0.0,) * (len(sizes) - 1))
+    kwargs = {"n_threads": n_threads} if device == "cpu" else {}
+    net = make_network(spec, optimizer or OptimizerSpec("adam", 1e-2), device=device,
+                       **kwargs)
+    net.set_params(init_params(spec, seed=3))
+    Xc, Yc, sw = validate_training_data(spec, X, y, sample_weight)
+    losses = []
+    with skip_zeros(True if device == "cpu" else None), feature_split(fs):
+        for e in range(epochs):
+            losses.append(net.train_epoch(Xc, Yc, sw, batch_size=batch_size, shuffle=shuffle,
+                                          seed=5, epoch=e + 1))
+    batches = None
+    if device == "cpu":
+        # with how many the batch split would have split (will_shard): all must take it
+        n = len(X)
+        sharded = sum(net._engine.will_shard(min(batch_size, n - lo))
+                      for lo in range(0, n, batch_size))
+        batches = (net._engine.feature_split_batches, epochs * sharded)
+    return np.array(losses, dtype=float), net.get_params(), batches
+
+
+@pytest.fixture
+def fs_data(rng):
+    X = sparse_rows(rng, 600, 300, 0.15)
+    y = rng.integers(0, 40, 600)
+    return X, y
+
+
+@pytest.mark.parametrize("sizes", FS_SIZES)
+@pytest.mark.parametrize("batch_size", [128, 250])
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("direct", [True, False])
+def test_feature_split_matches_the_batch_split(fs_data, sizes, batch_size, shuffle, direct):
+    """Every split batch of both epochs through the feature split on two threads (the last
+    batches, 600 = 4 x 128 + 88 and 2 x 250 + 100, are short: the batch split takes the 100
+    rows and leaves the 88 to one thread), against the same training split over the
+    batch's rows; a first layer that is the output layer too (300 -> 80).  direct False:
+    the references (set_direct_kernels)."""
+    X, y = fs_data
+    y = y % sizes[-1]
+    with engine_switch(_network.set_direct_kernels, direct):
+        batch = _train_fs(X, y, fs=False, batch_size=batch_size, sizes=sizes, shuffle=shuffle)
+        split = _train_fs(X, y, fs=True, batch_size=batch_size, sizes=sizes, shuffle=shuffle)
+    assert batch[2][0] == 0 and split[2][0] == split[2][1] > 0
+    np.testing.assert_allclose(split[0], batch[0], rtol=1e-5)
+    np.testing.assert_allclose(split[1], batch[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["sample weights", "dropout", "gelu", "l1", "sgd nesterov",
+                                  "rmsprop", "3 threads"])
+def test_feature_split_matches_the_numpy_reference(fs_data, case):
+    """The feature split against the float64 NumPy reference, with what it passes through:
+    row weights (the batch's norm, gathered by each thread for its rows), dropout on the
+    first layer's output (the draws of each thread's rows), a first layer whose Z is kept
+    (gelu), L1 and L2 penalties (their value from each thread's parameters, their gradient
+    in the update), other optimizers, a team of three threads (cuts of three)."""
+    X, y = fs_data
+    y = y % 4
+    kwargs = {"sample weights": dict(sample_weight=np.linspace(0.2, 3.0, 600)),
+              "dropout": dict(dropout=(0.25, 0.0)),
+              "gelu": dict(activation="gelu"),
+              "l1": dict(l1=1e-3),
+              "sgd nesterov": dict(optimizer=OptimizerSpec("sgd", 0.05, momentum=0.9,
+                                                           nesterov=True)),
+              "rmsprop": dict(optimizer=OptimizerSpec("rmsprop", 1e-3)),
+              "3 threads": dict(n_threads=3)}[case]
+    n_threads = kwargs.pop("n_threads", 2)
+    split = _train_fs(X, y, fs=True, n_threads=n_threads, **kwargs)
+    assert split[2][0] == split[2][1] == 2 * 4
+    if case == "dropout":   # the reference draws other masks: compare with the batch split
+        ref = _train_fs(X, y, fs=False, **kwargs)
+    else:
+        ref = _train_fs(X, y, fs=None, device="numpy", **kwargs)
+    np.testing.assert_allclose(split[0], ref[0], rtol=1e-4)
+    np.testing.assert_allclose(split[1], ref[1], rtol=1e-3, atol=1e-4)
+
+
+def test_feature_split_runs_only_where_it_applies(fs_data):
+    """Counted batches: none on one thread, with the zero skipping off, with clipping (the
+    whole gradient's norm comes first), for a network whose first layer holds under half
+    of the parameters, or for batches the batch split would not take (too little work)."""
+    X, y = fs_data
+    y = y % 4
+
+    def count(sizes=(300, 64, 4), n_threads=2, skip=True, clipnorm=None, batch_size=128):
+        spec = NetworkSpec(sizes, ("relu",) * (len(sizes) - 2) + ("softmax",),
+                           loss="categorical_crossentropy", dtype="float32")
+        net = make_network(spec, OptimizerSpec("adam", 1e-3, clipnorm=clipnorm),
+                           n_threads=n_threads)
+        net.set_params(init_params(spec, seed=0))
+        Xc, Yc, _ = validate_training_data(spec, X, y)
+        with skip_zeros(skip), feature_split(True):
+            net.train_epoch(Xc, Yc, batch_size=batch_size, shuffle=True)
+        return net._engine.feature_split_batches
+
+    assert count() == 4     # 600 = 4 x 128 + 88: the last batch stays on one thread
+    assert count(n_threads=1) == 0
+    assert count(skip=False) == 0
+    assert count(clipnorm=1.0) == 0
+    assert count(sizes=(300, 64, 512, 4)) == 0
+    assert count(batch_size=16) == 0
+
+
+def test_feature_split_tracks_metrics_as_the_batch_split_does(fs_data):
+    X, y = fs_data
+    y = y % 4
+    spec = NetworkSpec((300, 64, 4), ("relu", "softmax"), loss="categorical_crossentropy",
+                       dtype="float32", l2=1e-3)
+    states = []
+    for fs in (True, False):
+        net = make_network(spec, OptimizerSpec("adam", 1e-2), n_threads=2)
+        net.set_params(init_params(spec, seed=0))
+        Xc, Yc, _ = validate_training_data(spec, X, y)
+        with skip_zeros(True), feature_split(fs):
+            net.start_epoch(Xc, Yc, batch_size=128, shuffle=True, seed=1, epoch=1,
+                            track_metrics=True)
+            net.run_steps(2)          # in two calls: the region ends and starts again
+            net.run_steps()
+            states.append(net._engine.epoch_state)
+            net.finish_epoch()
+    (done, n, loss, diverged, metrics), want = states
+    assert (done, n, diverged) == want[:2] + (want[3],) == (600, 600, False)
+    assert loss == pytest.approx(want[2], rel=1e-5)
+    np.testing.assert_allclose(metrics, want[4], rtol=1e-5)
+
+
+@pytest.mark.parametrize("fs", [True, False])
+def test_feature_split_stops_at_a_non_finite_loss_before_its_update(fs_data, fs):
+    """An inf weight among the features no row of the batch uses: the skipped products
+    never read it, so the data loss stays finite, but the penalty is inf: the epoch stops
+    at the first batch, with no update applied, on both paths."""
+    X, y = fs_data
+    X = X.copy()
+    X[:, 7] = 0.0
+    y = y % 4
+    spec = NetworkSpec((300, 64, 4), ("relu", "softmax"), loss="categorical_crossentropy",
+                       dtype="float32", l2=1e-3)
+    net = make_network(spec, OptimizerSpec("adam", 1e-2), n_threads=2)
+    params = init_params(spec, seed=0).astype(np.float32)
+    params[7 * 64 + 3] = np.inf
+    net.set_params(params)
+    Xc, Yc, _ = validate_training_data(spec, X, y)
+    with skip_zeros(True), feature_split(fs):
+        net.start_epoch(Xc, Yc, batch_size=128, shuffle=True, seed=1, epoch=1)
+        net.run_steps()
+        done, _, _, diverged, _ = net._engine.epoch_state
+        net.finish_epoch()
+    assert diverged and done == 0
+    np.testing.assert_array_equal(net.get_params(), params)
+    assert net._engine.feature_split_batches == 0
+
+
+def test_set_feature_split_returns_the_previous_setting():
+    previous = _network.set_feature_split(False)
+    try:
+        assert _network.set_feature_split(True) is False
+        assert _network.set_feature_split(True) is True
+    finally:
+        _network.set_feature_split(previous)

@@ -33,11 +33,17 @@ cdef extern from "fastmlp.h" nogil:
     void skip_gemm_tn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X, const uint16_t *masks, const float *dZ, float beta, float *dW)
     void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint16_t *masks, const float *W, const float *bias, int act, float *Z, float *partial, int n_threads)
     void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X, const uint16_t *masks, const float *dZ, float beta, float *dW, int n_threads)
+    void nonzero_masks_range_f32(int64_t b, int64_t d, const float *X, const int64_t *rows, int64_t k0, int64_t k1, uint16_t *masks)
+    void skip_gemm_nn_range_f32(int64_t b, int64_t N, int64_t d, const float *X, const int64_t *rows, const uint16_t *masks, const float *W, float *Z, int64_t k0, int64_t k1)
+    void skip_gemm_tn_range_f32(int64_t b, int64_t N, int64_t d, const float *X, const int64_t *rows, const uint16_t *masks, const float *dZ, float beta, float *dW, int64_t k0, int64_t k1)
     enum:
         FM_DIRECT_PARALLEL_MIN_WORK
 
     uint64_t fm_dropout_stream(uint64_t seed, uint64_t step, uint64_t layer)
     int fm_openmp_enabled()
+    void fm_thread_barrier()
+    int fm_team_size()
+    int fm_thread_num()
     int fm_simd_level()
     int fm_simd_clones()
     void fm_permutation(int64_t n, uint64_t seed, uint64_t epoch, int64_t *out)

@@ -38,9 +38,9 @@ kernels' (float softmax excepted).  batch_is_tiny decides, per batch.
 """
 from libc.stdint cimport int64_t, uint16_t, uint64_t
 from libc.math cimport sqrt, pow, floor, isfinite
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, parallel
 
 import numpy as np
 
@@ -287,6 +287,17 @@ cdef struct NetC:
     int64_t skip_split_batches          # ... of them, batches split over W's rows (for tests)
     uint16_t *xmask                     # ... with the batch rows' nonzero masks
                                         #     (ws_rows x ceil(n_features / 16))
+    bint fs_ready                       # this epoch's split batches may take the feature
+                                        # split (feature_split_applies), with:
+    int fs_threads                      # ... buffers for this many threads:
+    void *fs_partial                    # ... their partial first-layer products
+                                        #     (ws_rows x fan_out each), then the batch's
+                                        #     dZ0 (as much)
+    uint16_t *fs_masks                  # ... their masks (ws_rows x ceil(n_features / 16)
+                                        #     each, the words of their features written)
+    int64_t *fs_cuts                    # ... their features: [fs_cuts[t], fs_cuts[t + 1])
+    int64_t fs_steps                    # steps of the last feature-split run
+    int64_t feature_split_batches       # batches trained so (a diagnostic, for tests)
     bint tiny_shape                     # the network qualifies for the fused tiny pass
     bint tiny_default                   # ... and takes it by default (TINY_DEFAULT, float32)
     fm_tiny_net tiny                    # its plan (for ws_rows rows) ...
@@ -480,9 +491,10 @@ cdef inline bint skips_zeros(NetC *s, int64_t b, int64_t row0, int nt) noexcept 
 
 
 cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64_t row0,
-                        bint training, int nt, floating *dummy) noexcept nogil:
+                        bint training, int first, int nt, floating *dummy) noexcept nogil:
     """Forward pass of b rows x (b, n_features) into the shard's workspace; dropout when
-    training (row0: where these rows start in the whole batch, for the dropout draws)."""
+    training (row0: where these rows start in the whole batch, for the dropout draws).
+    Layers from `first` on (first > 0: the layers below have written their outputs)."""
     cdef floating *ws = <floating *> sh.ws
     cdef floating *params = <floating *> s.params
     cdef LayerC *L
@@ -491,7 +503,7 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
     cdef floating *a
     cdef const floating *bias
     cdef int l, done
-    for l in range(s.n_layers):
+    for l in range(first, s.n_layers):
         L = &s.layers[l]
         inp = layer_input(s, sh, l, x, training)
         a = ws + L.a_off
@@ -597,10 +609,12 @@ cdef double output_loss(NetC *s, ShardC *sh, int64_t b, const floating *y,
 
 
 cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64_t row0,
-                         bint training, bint accumulate, int nt,
+                         bint training, bint accumulate, int last, int nt,
                          floating *dummy) noexcept nogil:
     """Gradients of the data loss of these rows into the shard's gradient buffer (added to
-    it when accumulate).  Penalties are added separately (penalty_pass)."""
+    it when accumulate), of the layers from `last` on (last > 0: down to the delta dZ of
+    layer last - 1, whose gradients the caller takes).  Penalties are added separately
+    (penalty_pass)."""
     cdef floating *ws = <floating *> sh.ws
     cdef floating *params = <floating *> s.params
     cdef floating *grads = <floating *> sh.grads
@@ -611,7 +625,7 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
     # weight gradients cleared since their last read are accumulated into (ZEROED_GRADS)
     cdef floating w_beta = 1 if accumulate or sh.grads_zeroed else 0
     sh.grads_zeroed = False
-    for l in range(s.n_layers - 1, -1, -1):
+    for l in range(s.n_layers - 1, last - 1, -1):
         L = &s.layers[l]
         # dW (fan_in, fan_out) = input^T (fan_in, b) @ dZ (b, fan_out)
         if l == 0 and training and skips_zeros(s, b, row0, nt):
@@ -720,11 +734,11 @@ cdef void shard_step(NetC *s, int k, int n_shards, const floating *xb, const flo
     sh.loss = 0.0
     if r1 <= r0:
         return
-    forward_batch(s, sh, xb + r0 * d, r1 - r0, r0, True, nt, dummy)
+    forward_batch(s, sh, xb + r0 * d, r1 - r0, r0, True, 0, nt, dummy)
     sh.loss = output_loss(s, sh, r1 - r0, yb + r0 * K if yb != NULL else NULL,
                           lb + r0 if lb != NULL else NULL, wb + r0 if wb != NULL else NULL,
                           norm, s.track_metrics, nt, dummy)
-    backward_batch(s, sh, xb + r0 * d, r1 - r0, r0, True, False, nt, dummy)
+    backward_batch(s, sh, xb + r0 * d, r1 - r0, r0, True, False, 0, nt, dummy)
 
 
 cdef inline bint tiny_batch_fits(NetC *s, int64_t b) noexcept nogil:
@@ -766,16 +780,25 @@ cdef void gather_batch(NetC *s, int64_t src, int64_t dst, int64_t rows,
     batch buffers at row `dst`."""
     cdef floating *ws = <floating *> s.shards[0].ws
     cdef const floating *X = <const floating *> s.X
-    cdef const floating *Y = <const floating *> s.Y
-    cdef const floating *sw = <const floating *> s.sw
-    cdef int64_t i, d = s.n_features, K = s.n_outputs
+    cdef int64_t d = s.n_features
     if floating is float:
         gather_rows_f32(rows, d, X, s.order + src, ws + s.xb_off + dst * d)
-        if Y != NULL:
-            gather_rows_f32(rows, K, Y, s.order + src, ws + s.yb_off + dst * K)
     else:
         gather_rows_f64(rows, d, X, s.order + src, ws + s.xb_off + dst * d)
-        if Y != NULL:
+    gather_targets(s, src, dst, rows, dummy)
+
+
+cdef void gather_targets(NetC *s, int64_t src, int64_t dst, int64_t rows,
+                         floating *dummy) noexcept nogil:
+    """gather_batch of Y, labels and weights alone."""
+    cdef floating *ws = <floating *> s.shards[0].ws
+    cdef const floating *Y = <const floating *> s.Y
+    cdef const floating *sw = <const floating *> s.sw
+    cdef int64_t i, K = s.n_outputs
+    if Y != NULL:
+        if floating is float:
+            gather_rows_f32(rows, K, Y, s.order + src, ws + s.yb_off + dst * K)
+        else:
             gather_rows_f64(rows, K, Y, s.order + src, ws + s.yb_off + dst * K)
     if s.labels != NULL:
         for i in range(rows):
@@ -804,44 +827,68 @@ cdef void reduce_grads(NetC *s, int64_t lo, int64_t hi, int n_shards, bint clear
                 g0[e] += gk[e]
 
 
-cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr, int nt,
-                       floating *dummy) noexcept nogil:
-    """The optimizer update of parameters [lo, hi) for update number s.step (already
-    counted), with nt threads inside the kernels.  No clipping here (apply_update)."""
+cdef struct StepRule:
+    # what an optimizer step needs beyond the buffers, computed once per step
+    double lr          # the learning rate
+    double step_size   # Adam: lr with the bias corrections of this update's number
+    double eps         # Adam: epsilon (times the second correction when eps_pytorch)
+
+
+cdef inline StepRule step_rule(NetC *s, double lr, int64_t step) noexcept nogil:
+    """The rule of update number `step` (counted from 1: Adam's bias corrections) at
+    learning rate lr."""
+    cdef StepRule r
+    cdef double bc2
+    r.lr = lr
+    r.step_size = lr
+    r.eps = s.eps
+    if s.opt_kind == 1:
+        bc2 = sqrt(1.0 - pow(s.beta_2, <double> step))
+        r.step_size = lr * bc2 / (1.0 - pow(s.beta_1, <double> step))
+        r.eps = s.eps * bc2 if s.eps_pytorch else s.eps
+    return r
+
+
+cdef void update_with(NetC *s, int64_t lo, int64_t hi, const StepRule *r, int nt,
+                      floating *dummy) noexcept nogil:
+    """The optimizer update of parameters [lo, hi) by rule r, with nt threads inside the
+    kernels.  No clipping here (apply_update)."""
     cdef floating *w = (<floating *> s.params) + lo
     cdef floating *g = (<floating *> s.grads) + lo
     cdef floating *s0 = (<floating *> s.slot0) + lo if s.slot0 != NULL else NULL
     cdef floating *s1 = (<floating *> s.slot1) + lo if s.slot1 != NULL else NULL
     cdef int64_t n = hi - lo
-    cdef double t, bc2, step_size, eps
     if s.opt_kind == 0:
         if floating is float:
-            sgd_update_f32(n, w, g, s0, lr, s.momentum, s.nesterov, nt)
+            sgd_update_f32(n, w, g, s0, r.lr, s.momentum, s.nesterov, nt)
         else:
-            sgd_update_f64(n, w, g, s0, lr, s.momentum, s.nesterov, nt)
+            sgd_update_f64(n, w, g, s0, r.lr, s.momentum, s.nesterov, nt)
     elif s.opt_kind == 1:
-        t = <double> s.step
-        bc2 = sqrt(1.0 - pow(s.beta_2, t))
-        step_size = lr * bc2 / (1.0 - pow(s.beta_1, t))
-        eps = s.eps * bc2 if s.eps_pytorch else s.eps
         if floating is float:
-            adam_update_f32(n, w, g, s0, s1, step_size, s.beta_1, s.beta_2, eps, nt)
+            adam_update_f32(n, w, g, s0, s1, r.step_size, s.beta_1, s.beta_2, r.eps, nt)
         else:
-            adam_update_f64(n, w, g, s0, s1, step_size, s.beta_1, s.beta_2, eps, nt)
+            adam_update_f64(n, w, g, s0, s1, r.step_size, s.beta_1, s.beta_2, r.eps, nt)
     elif s.opt_kind == 2:
         if floating is float:
-            rmsprop_update_f32(n, w, g, s0, lr, s.rho, s.eps, nt)
+            rmsprop_update_f32(n, w, g, s0, r.lr, s.rho, s.eps, nt)
         else:
-            rmsprop_update_f64(n, w, g, s0, lr, s.rho, s.eps, nt)
+            rmsprop_update_f64(n, w, g, s0, r.lr, s.rho, s.eps, nt)
     else:
         if floating is float:
-            adagrad_update_f32(n, w, g, s0, lr, s.eps, nt)
+            adagrad_update_f32(n, w, g, s0, r.lr, s.eps, nt)
         else:
-            adagrad_update_f64(n, w, g, s0, lr, s.eps, nt)
+            adagrad_update_f64(n, w, g, s0, r.lr, s.eps, nt)
+
+
+cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr, int64_t step, int nt,
+                       floating *dummy) noexcept nogil:
+    """update_with of [lo, hi) by the rule of update number `step` at learning rate lr."""
+    cdef StepRule r = step_rule(s, lr, step)
+    update_with(s, lo, hi, &r, nt, dummy)
 
 
 cdef void update_clearing(NetC *s, int64_t lo, int64_t hi, int n_sum, bint add_penalty,
-                          double norm, double lr, floating *dummy) noexcept nogil:
+                          double norm, const StepRule *rule, floating *dummy) noexcept nogil:
     """update_slice of [lo, hi) on one thread, then its gradients set to 0 (ZEROED_GRADS),
     by blocks of UPDATE_BLOCK elements that stay in L1; with n_sum > 1 each block first
     sums the n_sum shards' gradients (reduce_grads, clearing theirs), and with add_penalty
@@ -856,7 +903,7 @@ cdef void update_clearing(NetC *s, int64_t lo, int64_t hi, int n_sum, bint add_p
             reduce_grads(s, a, z, n_sum, True, dummy)
         if add_penalty:
             penalty_slice(s, g, a, z, norm, dummy)
-        update_slice(s, a, z, lr, 1, dummy)
+        update_with(s, a, z, rule, 1, dummy)
         memset(g + a, 0, (z - a) * sizeof(floating))
         a = z
 
@@ -873,9 +920,9 @@ cdef void update_own_rows(NetC *s, int t, int nt, double lr, floating *dummy) no
         L = &s.layers[l]
         r0 = fm_direct_row_split(L.fan_in, t, nt)
         r1 = fm_direct_row_split(L.fan_in, t + 1, nt)
-        update_slice(s, L.w_off + r0 * L.fan_out, L.w_off + r1 * L.fan_out, lr, 1, dummy)
+        update_slice(s, L.w_off + r0 * L.fan_out, L.w_off + r1 * L.fan_out, lr, s.step, 1, dummy)
         if L.b_off >= 0 and t == 0:
-            update_slice(s, L.b_off, L.b_off + L.fan_out, lr, 1, dummy)
+            update_slice(s, L.b_off, L.b_off + L.fan_out, lr, s.step, 1, dummy)
 
 
 cdef inline bint split_pays(NetC *s, int64_t b) noexcept nogil:
@@ -919,7 +966,7 @@ cdef void apply_update(NetC *s, floating *dummy) noexcept nogil:
             else:
                 scale_inplace_f64(s.n_params, g, s.clipnorm / norm)
     s.step += 1
-    update_slice(s, 0, s.n_params, lr, s.n_threads, dummy)
+    update_slice(s, 0, s.n_params, lr, s.step, s.n_threads, dummy)
 
 
 cdef inline double loss_norm(NetC *s, const floating *w, int64_t n) noexcept nogil:
@@ -933,6 +980,234 @@ cdef inline double loss_norm(NetC *s, const floating *w, int64_t n) noexcept nog
     for i in range(n):
         norm += w[i]
     return norm if norm > 0.0 else <double> n
+
+
+# ---------------------------------------------------------------------------------------
+# The feature split: a split batch whose first layer skips X's zeros (float32, AVX-512)
+# and holds most of the parameters (scikit-learn's default network on MNIST: 78,500 of
+# 79,510) runs its steps in ONE parallel region, each thread t of nt:
+#
+#   1. builds the nonzero masks of its features [k_t, k_t+1) (balanced_feature_cuts) in
+#      every row of the batch, reading X's shuffled rows where they are (no gather: the
+#      rows come from memory once, into this core's cache), gathers its rows' targets, and
+#      multiplies X[:, k_t:k_t+1] @ W0[k_t:k_t+1, :] into its own partial product P_t
+#      (every row);                                                              -- barrier
+#   2. for its rows [r_t, r_t+1): Z0 = sum over u of P_u + b0, the activation, the rest of
+#      the network's forward pass, the loss and the backward pass down to dZ0 (copied into
+#      the batch's dZ0), the weight gradients of layers 1.. into its shard's buffer, db0's
+#      column sums; the penalty of the parameters it updates;                    -- barrier
+#   3. checks the batch's loss (every thread alike: a non-finite one ends the epoch, no
+#      update); writes dW0's rows [k_t, k_t+1) from the batch's dZ0; updates W0's rows
+#      [k_t, k_t+1) and its slice of the other parameters (summing the shards' gradients
+#      and adding the penalty's in the update's L1 blocks, update_clearing).
+#
+# So W0 -- its rows, gradient and optimizer state -- is read and written by one core only;
+# the batch split shares it: both threads' forward products read all of W0, so each
+# thread's update writes lines the other core holds, and the shards' dW0 are summed across
+# cores (its update took 18 ms of a 92 ms epoch on two threads, 9.5 on one;
+# benchmarks/RESULTS.md, session 20).  What crosses cores instead: the partial products'
+# rows and dZ0 (b x fan_out each).  The other layers stay split by rows, as in the batch
+# split; two barriers per step and no fork or join between steps.
+cdef bint FEATURE_SPLIT = True
+cdef double FEATURE_SPLIT_MIN_SHARE = 0.5   # the first layer's share of the parameters
+
+
+def set_feature_split(bint enabled):
+    """Let split batches whose first layer skips X's zeros take the feature split (default
+    True; for benchmarks and tests, which compare both; returns the previous value)."""
+    global FEATURE_SPLIT
+    previous = FEATURE_SPLIT
+    FEATURE_SPLIT = enabled
+    return bool(previous)
+
+
+FEATURE_CUT_BASE = 0.02   # work per feature and row besides its nonzeros (in nonzeros)
+
+
+def balanced_feature_cuts(X, int nt):
+    """Cuts 0 = c_0 <= c_1 <= ... <= c_nt = d of X's features (columns), multiples of 4,
+    that give nt threads about equal first-layer work: the nonzeros of a sample of X's rows
+    (the rows sampled_density reads), plus FEATURE_CUT_BASE per feature and row."""
+    n, d = X.shape
+    rows = min(n, SKIP_ZEROS_SAMPLE_ROWS)
+    weight = np.full(d, FEATURE_CUT_BASE * max(rows, 1))
+    if rows > 0:
+        sample = X[(np.arange(rows) * n) // rows]
+        weight += np.count_nonzero(sample, axis=0)
+    # the total weight of features [0, 4 q) for q = 0 .. ceil(d / 4)
+    blocks = np.add.reduceat(weight, np.arange(0, d, 4)) if d > 0 else np.zeros(0)
+    before = np.concatenate([[0.0], np.cumsum(blocks)])
+    total = float(before[len(before) - 1])
+    cuts = np.zeros(nt + 1, dtype=np.int64)
+    for t in range(1, nt):
+        q = int(np.argmin(np.abs(before - total * t / nt)))
+        cuts[t] = max(int(cuts[t - 1]), min(4 * q, d))
+    cuts[nt] = d
+    return cuts
+
+
+cdef inline bint feature_split_applies(NetC *s, int64_t b) noexcept nogil:
+    """Does this training batch of b rows take the feature split?  When the batch split
+    would take it, its first layer skips zeros (fs_ready: float32, a first layer of at
+    least FEATURE_SPLIT_MIN_SHARE of the parameters, buffers for the threads), and no
+    clipping needs the whole gradient's norm before the update."""
+    return (FEATURE_SPLIT and s.fs_ready and s.skip_zeros and s.clipnorm <= 0
+            and s.fs_threads >= s.n_shards and b <= s.ws_rows and batch_is_sharded(s, b))
+
+
+cdef inline int64_t feature_cut(NetC *s, int t, int nt) noexcept nogil:
+    """The first feature of thread t's share (t = nt: n_features): the epoch's cuts, which
+    balance the threads' nonzeros (Engine._prepare_feature_split), or, for a team of another
+    size, equal shares; multiples of 4 (skip_gemm_tn's blocks of rows of dW; 4 rows of W0
+    are a whole number of cache lines when fan_out is a multiple of 4)."""
+    if nt == s.fs_threads:
+        return s.fs_cuts[t]
+    return min(s.n_features, 4 * (((s.n_features + 3) // 4) * t // nt))
+
+
+cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
+    """Thread fm_thread_num() of the team's part of up to max_steps (< 0: all) steps of the
+    epoch in progress through the feature split (see above), while the batches take it;
+    thread 0 keeps the books (s.done, s.step, s.loss_sum, the metrics, s.fs_steps)."""
+    cdef float *dummy = NULL
+    cdef int t = fm_thread_num(), nt = fm_team_size(), u, j
+    cdef LayerC *L0 = &s.layers[0]
+    cdef ShardC *sh = &s.shards[t]
+    cdef float *ws = <float *> sh.ws
+    cdef float *ws0 = <float *> s.shards[0].ws
+    cdef float *g0 = <float *> s.grads
+    cdef float *params = <float *> s.params
+    cdef const float *X = <const float *> s.X
+    cdef const float *Y = <const float *> s.Y
+    cdef const float *sw = <const float *> s.sw
+    cdef int64_t d = s.n_features, N = L0.fan_out, K = s.n_outputs, dq = mask_words(s)
+    cdef int64_t k0 = feature_cut(s, t, nt), k1 = feature_cut(s, t + 1, nt)
+    cdef uint16_t *masks = s.fs_masks + t * s.ws_rows * dq
+    cdef float *part = <float *> s.fs_partial
+    cdef int64_t cap = s.ws_rows * N             # elements of each thread's partial product
+    cdef float *dz0 = part + nt * cap            # the batch's dZ0 (b, N)
+    cdef int64_t rest = L0.w_off + d * N         # b0 and the layers above start here
+    cdef int64_t rest_lo = rest + (s.n_params - rest) * t // nt
+    cdef int64_t rest_hi = rest + (s.n_params - rest) * (t + 1) // nt
+    cdef int64_t done = s.done, step = s.step, steps = 0
+    cdef int64_t lo, b, r0, r1, rows, i, e
+    cdef const float *xb
+    cdef const int64_t *xrows
+    cdef const float *yb
+    cdef const float *wb
+    cdef const int64_t *lb
+    cdef const float *src
+    cdef const float *bias
+    cdef float *z
+    cdef float *a
+    cdef StepRule rule
+    cdef double norm, data_loss, penalty
+    cdef bint penalized = has_penalty(s)
+    cdef double metrics_before[4]
+    for j in range(4):
+        metrics_before[j] = 0.0
+    while done < s.n and (max_steps < 0 or steps < max_steps):
+        lo = done
+        b = s.batch_size if lo + s.batch_size <= s.n else s.n - lo
+        if not feature_split_applies(s, b):
+            break
+        r0 = b * t // nt
+        r1 = b * (t + 1) // nt
+        rows = r1 - r0
+        if t == 0 and s.track_metrics:
+            for j in range(4):
+                metrics_before[j] = sh.metrics[j]
+        # 1. its features' masks, its rows' targets, its partial product
+        if s.order == NULL:
+            xb = X + lo * d
+            xrows = NULL
+            yb = Y + lo * K if Y != NULL else NULL
+            lb = s.labels + lo if s.labels != NULL else NULL
+            wb = sw + lo if sw != NULL else NULL
+        else:
+            # X's rows are read where they are (s.order); the targets are gathered
+            xb = X
+            xrows = s.order + lo
+            yb = ws0 + s.yb_off if Y != NULL else NULL
+            lb = s.lb if s.labels != NULL else NULL
+            wb = ws0 + s.wb_off if sw != NULL else NULL
+            gather_targets(s, lo + r0, r0, rows, dummy)
+        nonzero_masks_range_f32(b, d, xb, xrows, k0, k1, masks)
+        skip_gemm_nn_range_f32(b, N, d, xb, xrows, masks, params + L0.w_off, part + t * cap,
+                               k0, k1)
+        fm_thread_barrier()
+        # 2. this thread's rows: Z0 from the partial products, then the shard step above it
+        norm = loss_norm(s, wb, b)
+        z = ws + (L0.z_off if L0.z_off >= 0 else L0.a_off)
+        a = ws + L0.a_off
+        bias = params + L0.b_off if L0.b_off >= 0 else NULL
+        memcpy(z, part + r0 * N, rows * N * sizeof(float))
+        for u in range(1, nt):
+            src = part + u * cap + r0 * N
+            for e in range(rows * N):
+                z[e] += src[e]
+        if bias != NULL:
+            for i in range(rows):
+                for e in range(N):
+                    z[i * N + e] += bias[e]
+        bias_act_forward_f32(rows, N, z, NULL, L0.act, a, 1)
+        if L0.d_off >= 0:
+            dropout_forward_f32(rows, N, L0.rate, fm_dropout_stream(s.seed, step, 0), r0 * N,
+                                a, ws + L0.d_off, 1)
+        forward_batch(s, sh, NULL, rows, r0, True, 1, 1, dummy)
+        sh.loss = output_loss(s, sh, rows, yb + r0 * K if yb != NULL else NULL,
+                              lb + r0 if lb != NULL else NULL, wb + r0 if wb != NULL else NULL,
+                              norm, s.track_metrics, 1, dummy)
+        backward_batch(s, sh, NULL, rows, r0, True, False, 1, 1, dummy)
+        # dZ0's rows where every thread's weight gradient reads all b of them
+        memcpy(dz0 + r0 * N, ws + L0.g_off, rows * N * sizeof(float))
+        if L0.b_off >= 0:
+            if not column_sums_small_f32(rows, N, ws + L0.g_off, <float *> sh.grads + L0.b_off,
+                                         False):
+                column_sums_f32(rows, N, ws + L0.g_off, <float *> sh.grads + L0.b_off, False)
+        sh.penalty = 0.0
+        if penalized:
+            sh.penalty = (penalty_slice(s, NULL, L0.w_off + k0 * N, L0.w_off + k1 * N, norm,
+                                        dummy)
+                          + penalty_slice(s, NULL, rest_lo, rest_hi, norm, dummy))
+        fm_thread_barrier()
+        # 3. every thread the same check; then dW0's rows and the updates this thread owns
+        data_loss = 0.0
+        penalty = 0.0
+        for u in range(nt):
+            data_loss += s.shards[u].loss
+            penalty += s.shards[u].penalty
+        if t == 0 and s.track_metrics:
+            for u in range(1, nt):
+                for j in range(4):
+                    sh.metrics[j] += s.shards[u].metrics[j]
+                    s.shards[u].metrics[j] = 0.0
+        if not isfinite(data_loss + penalty):
+            if t == 0:
+                s.diverged = True  # the update of this batch is not applied
+                if s.track_metrics:  # nor does it count in the metrics
+                    for j in range(4):
+                        sh.metrics[j] = metrics_before[j]
+            break
+        rule = step_rule(s, learning_rate_at(s, step), step + 1)
+        skip_gemm_tn_range_f32(b, N, d, xb, xrows, masks, dz0, 0, g0 + L0.w_off, k0, k1)
+        update_clearing(s, L0.w_off + k0 * N, L0.w_off + k1 * N, 1, penalized, norm, &rule,
+                        dummy)
+        update_clearing(s, rest_lo, rest_hi, nt, penalized, norm, &rule, dummy)
+        sh.grads_zeroed = True
+        if t == 0:
+            s.loss_sum += (data_loss + penalty) * b
+            if s.track_metrics:
+                sh.metrics[4] += data_loss * b
+                sh.metrics[5] += penalty * b
+            s.step = step + 1
+            s.done = lo + b
+            s.feature_split_batches += 1
+        step += 1
+        done = lo + b
+        steps += 1
+    if t == 0:
+        s.fs_steps = steps
 
 
 cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcept nogil:
@@ -952,6 +1227,7 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
     cdef const int64_t *lb
     cdef int64_t steps = 0, lo, b, i, e, d = s.n_features, K = s.n_outputs
     cdef double norm, data_loss, penalty, lr_step
+    cdef StepRule rule
     cdef int k, n_shards, n_update, n_pen, n_gather, j
     cdef bint clear, sum_in_update, penalized = has_penalty(s)
     cdef double metrics_before[4]   # shard 0's metric sums before the batch
@@ -961,6 +1237,20 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
                 metrics_before[j] = s.shards[0].metrics[j]
         lo = s.done
         b = s.batch_size if lo + s.batch_size <= s.n else s.n - lo
+        if floating is float:
+            if feature_split_applies(s, b):
+                # its steps leave every shard's gradient cleared (grads_zeroed) but never
+                # touch the other shards' first-layer gradients: those must be 0 already
+                for k in range(1, s.n_shards):
+                    if not s.shards[k].grads_zeroed:
+                        memset(s.shards[k].grads, 0, s.n_params * sizeof(float))
+                        s.shards[k].grads_zeroed = True
+                s.fs_steps = 0
+                with parallel(num_threads=s.n_shards):
+                    feature_split_thread(s, max_steps - steps if max_steps >= 0 else -1)
+                steps += s.fs_steps
+                if s.fs_steps > 0 or s.diverged:
+                    continue
         n_shards = s.n_shards if batch_is_sharded(s, b) else 1
         # the shards' weight gradients are cleared after their last read when their
         # products go to BLAS (the direct kernels store their output without zeroing it)
@@ -1050,15 +1340,16 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
         if n_update > 1 and s.clipnorm <= 0:
             lr_step = learning_rate_at(s, s.step)
             s.step += 1
+            rule = step_rule(s, lr_step, s.step)
             for k in prange(n_update, num_threads=n_update, schedule="static", chunksize=1):
                 if clear:  # the slices reduce_grads summed, or sums now
                     update_clearing(s, s.n_params * k // n_update,
                                     s.n_params * (k + 1) // n_update,
                                     n_shards if sum_in_update else 1,
-                                    sum_in_update and penalized, norm, lr_step, dummy)
+                                    sum_in_update and penalized, norm, &rule, dummy)
                 elif n_shards > 1:
                     update_slice(s, s.n_params * k // n_update, s.n_params * (k + 1) // n_update,
-                                 lr_step, 1, dummy)
+                                 lr_step, s.step, 1, dummy)
                 else:
                     update_own_rows(s, k, n_update, lr_step, dummy)
             for k in range(n_shards):
@@ -1085,13 +1376,13 @@ cdef double full_batch_impl(NetC *s, const floating *X, const floating *Y,
     lo = 0
     while lo < n:
         b = s.ws_rows if lo + s.ws_rows <= n else n - lo
-        forward_batch(s, sh, X + lo * d, b, lo, False, s.n_threads, dummy)
+        forward_batch(s, sh, X + lo * d, b, lo, False, 0, s.n_threads, dummy)
         data_loss += output_loss(s, sh, b, Y + lo * K if Y != NULL else NULL,
                                  labels + lo if labels != NULL else NULL,
                                  sw + lo if sw != NULL else NULL, norm, False, s.n_threads,
                                  dummy)
         if want_grad:
-            backward_batch(s, sh, X + lo * d, b, lo, False, lo > 0, s.n_threads, dummy)
+            backward_batch(s, sh, X + lo * d, b, lo, False, lo > 0, 0, s.n_threads, dummy)
         lo += b
     if include_penalty or want_grad:
         penalty = penalty_pass(s, <floating *> s.grads if want_grad else NULL, norm, dummy)
@@ -1107,7 +1398,7 @@ cdef void predict_rows(NetC *s, ShardC *sh, const floating *X, int64_t lo, int64
     cdef LayerC *L = &s.layers[s.n_layers - 1]
     while lo < hi:
         b = s.ws_rows if lo + s.ws_rows <= hi else hi - lo
-        forward_batch(s, sh, X + lo * d, b, lo, False, nt, dummy)
+        forward_batch(s, sh, X + lo * d, b, lo, False, 0, nt, dummy)
         for e in range(b * K):
             out[lo * K + e] = ws[L.a_off + e]
         lo += b
@@ -1140,6 +1431,7 @@ cdef class Engine:
     cdef NetC s
     cdef object _layers_arr, _params, _grads, _slots, _ws, _lb, _xmask
     cdef object _shards_arr, _shard_ws, _shard_grads, _tw, _partial
+    cdef object _fs_partial, _fs_masks, _fs_partial_shape, _fs_cuts
     cdef int64_t _ws_size
     cdef object _epoch_refs
     cdef readonly bint is_f32
@@ -1305,6 +1597,8 @@ cdef class Engine:
         total = sum(w.nbytes for w in self._shard_ws) + (self._tw.nbytes if self._tw is not None
                                                            else 0)
         total += self._partial.nbytes if self._partial is not None else 0
+        if self._fs_partial is not None:
+            total += self._fs_partial.nbytes + self._fs_masks.nbytes
         return total + sum(g.nbytes for g in self._shard_grads[1:])
 
     def ensure_workspace(self, int64_t rows):
@@ -1410,6 +1704,7 @@ cdef class Engine:
         self.s.diverged = False
         self.s.track_metrics = track_metrics
         self.s.skip_zeros = self._epoch_skips_zeros(X)
+        self._prepare_feature_split(X)
         for k in range(self.s.n_shards):
             for i in range(6):
                 self.s.shards[k].metrics[i] = 0.0
@@ -1426,6 +1721,36 @@ cdef class Engine:
         density = sampled_density(<const float *> <size_t> X.ctypes.data, X.shape[0],
                                   self.s.n_features)
         return density <= SKIP_ZEROS_MAX_DENSITY
+
+    def _prepare_feature_split(self, X):
+        """Set s.fs_ready for this epoch, with the feature split's buffers for the current
+        threads and workspace rows (allocated once, at the first epoch that can use them)."""
+        cdef LayerC *L0 = &self.s.layers[0]
+        cdef int nt = self.s.n_shards
+        cdef int64_t rows = self.s.ws_rows
+        self.s.fs_ready = False
+        if not (self.is_f32 and self.s.skip_zeros and nt > 1 and rows > 0
+                and L0.fan_in * L0.fan_out >= FEATURE_SPLIT_MIN_SHARE * self.s.n_params):
+            return
+        if self._fs_partial is None or self._fs_partial_shape != (nt, rows):
+            self._fs_partial = np.zeros((nt + 1) * rows * L0.fan_out + FASTMLP_SLACK,
+                                        dtype=np.float32)
+            self._fs_masks = np.zeros(nt * rows * mask_words(&self.s) + FASTMLP_SLACK,
+                                      dtype=np.uint16)
+            self._fs_partial_shape = (nt, rows)
+            self.s.fs_partial = <void *> <size_t> self._fs_partial.ctypes.data
+            self.s.fs_masks = <uint16_t *> <size_t> self._fs_masks.ctypes.data
+            self.s.fs_threads = nt
+            self._fs_cuts = np.zeros(nt + 1, dtype=np.int64)
+            self.s.fs_cuts = <int64_t *> <size_t> self._fs_cuts.ctypes.data
+        self._fs_cuts[:] = balanced_feature_cuts(X, nt)
+        self.s.fs_ready = True
+
+    @property
+    def feature_split_batches(self):
+        """Batches since the engine was built that trained through the feature split
+        (feature_split_applies; a diagnostic, for tests)."""
+        return int(self.s.feature_split_batches)
 
     @property
     def skips_zeros(self):
@@ -1453,6 +1778,7 @@ cdef class Engine:
         """Release the references to the epoch's arrays."""
         self._epoch_refs = None
         self.s.skip_zeros = False
+        self.s.fs_ready = False
         self.s.X = NULL
         self.s.Y = NULL
         self.s.labels = NULL
@@ -1690,6 +2016,65 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
         raise RuntimeError("a zero-skipping kernel wrote outside its output")
     if not _guards_intact(partial_storage, (n_threads - 1) * b * N):
         raise RuntimeError("a zero-skipping kernel wrote outside its partial products")
+    return out.copy(), masks
+
+
+def kernel_skip_gemm_features(str kind, const float[:, ::1] X, const float[:, ::1] B,
+                              features, rows=None, C=None, double beta=0.0):
+    """One thread's share of the feature split (csrc/zero_skip.c, *_range_f32): the batch
+    is X's rows `rows` (int64 indices, read in place; None: X's first rows), its features
+    the range features = (k0, k1) (k0 a multiple of 4).  kind "nn": X[rows][:, k0:k1] @
+    B[k0:k1] (B (d, N)); "tn": rows [k0, k1) of beta * C + X[rows].T @ B (B (b, N), the
+    weight gradient; C (d, N); its other rows are C's, or 0).  The AVX-512 kernels, or the
+    references where set_direct_kernels(False).  Returns (a new float32 array, the masks
+    (b, ceil(d / 16)) uint16, the words over [k0, k1) written, the others 0)."""
+    cdef int64_t n = X.shape[0], d = X.shape[1], N = B.shape[1], dq = (X.shape[1] + 15) // 16
+    cdef int64_t k0, k1, b, out_rows
+    cdef float beta_ = <float> beta
+    if kind not in ("nn", "tn"):
+        raise ValueError(f"kind must be 'nn' or 'tn', got {kind!r}")
+    k0, k1 = features
+    if not (0 <= k0 <= k1 <= d and k0 % 4 == 0):
+        raise ValueError(f"features must be (k0, k1) with 0 <= k0 <= k1 <= {d} and k0 a "
+                         f"multiple of 4, got {features!r}")
+    idx = None
+    if rows is not None:
+        idx = np.ascontiguousarray(rows, dtype=np.int64)
+        if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= n)):
+            raise ValueError(f"rows must be a 1-d array of row indices in [0, {n})")
+    b = (idx.size if idx is not None else n) if kind == "nn" else B.shape[0]
+    if (kind == "nn" and B.shape[0] != d) or (kind == "tn" and (
+            b > (idx.size if idx is not None else n)
+            or (idx is not None and b != idx.size))):
+        raise ValueError(f"{kind} product of X {n}x{d} (rows {rows is not None}) and B "
+                         f"{B.shape[0]}x{N}: the dimensions differ")
+    if beta != 0.0 and (C is None or kind != "tn"):
+        raise ValueError("beta != 0 needs C and kind 'tn'")
+    out_rows = b if kind == "nn" else d
+    storage = _guarded(out_rows * N, np.float32)
+    out = storage[FASTMLP_SLACK:FASTMLP_SLACK + out_rows * N].reshape(out_rows, N)
+    out[...] = C if C is not None else 0.0
+    masks = np.zeros((b, dq), dtype=np.uint16)
+    cdef float[:, ::1] O = out
+    cdef uint16_t[:, ::1] Mk = masks
+    cdef int64_t[::1] I
+    cdef const int64_t *Ip = NULL
+    if idx is not None and idx.size:
+        I = idx
+        Ip = &I[0]
+    cdef const float *Xp = &X[0, 0] if n > 0 and d > 0 else NULL
+    cdef const float *Bp = &B[0, 0] if B.shape[0] > 0 and N > 0 else NULL
+    cdef float *Op = &O[0, 0] if out_rows > 0 and N > 0 else NULL
+    cdef uint16_t *Mp = &Mk[0, 0] if b > 0 and dq > 0 else NULL
+    cdef bint nn = kind == "nn"
+    with nogil:
+        nonzero_masks_range_f32(b, d, Xp, Ip, k0, k1, Mp)
+        if nn:
+            skip_gemm_nn_range_f32(b, N, d, Xp, Ip, Mp, Bp, Op, k0, k1)
+        else:
+            skip_gemm_tn_range_f32(b, N, d, Xp, Ip, Mp, Bp, beta_, Op, k0, k1)
+    if not _guards_intact(storage, out_rows * N):
+        raise RuntimeError("a zero-skipping kernel wrote outside its output")
     return out.copy(), masks
 
 
