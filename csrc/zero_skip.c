@@ -19,6 +19,10 @@
  * x_i,16q+t != 0 (nonzero_masks).  Skipped terms are exact zeros, so the sums are those of
  * the dense product, summed in another order (x = -0.0 counts as zero: its terms are +-0).
  *
+ * The engine's feature split (_network.pyx) runs each thread on its share of the features,
+ * [k0, k1), over the batch's rows read in place from X by index (the *_range_f32 entry
+ * points at the end).
+ *
  * Each kernel has a naive reference beside it (portable C; the tests' oracle beside NumPy,
  * and what runs where the CPU has no AVX-512, which the engine then does not choose). */
 #include "fm_internal.h"

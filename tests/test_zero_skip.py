@@ -456,14 +456,14 @@ def fs_data(rng):
 
 
 @pytest.mark.parametrize("sizes", FS_SIZES)
-@pytest.mark.parametrize("batch_size", [128, 250])
+@pytest.mark.parametrize("batch_size", [128, 150])
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("direct", [True, False])
 def test_feature_split_matches_the_batch_split(fs_data, sizes, batch_size, shuffle, direct):
-    """Every split batch of both epochs through the feature split on two threads (the last
-    batches, 600 = 4 x 128 + 88 and 2 x 250 + 100, are short: the batch split takes the 100
-    rows and leaves the 88 to one thread), against the same training split over the
-    batch's rows; a first layer that is the output layer too (300 -> 80).  direct False:
+    """Every split batch of both epochs through the feature split on two threads (600 = 4 x
+    150, and 4 x 128 + 88: the batch split leaves the short last batch to one thread, for
+    (300, 64, 4) and (300, 64, 32, 4)), against the same training split over the batch's
+    rows; a first layer that is the output layer too (300 -> 80).  direct False:
     the references (set_direct_kernels)."""
     X, y = fs_data
     y = y % sizes[-1]
@@ -507,7 +507,8 @@ def test_feature_split_matches_the_numpy_reference(fs_data, case):
 def test_feature_split_runs_only_where_it_applies(fs_data):
     """Counted batches: none on one thread, with the zero skipping off, with clipping (the
     whole gradient's norm comes first), for a network whose first layer holds under half
-    of the parameters, or for batches the batch split would not take (too little work)."""
+    of the parameters, for batches the batch split would not take (too little work) or
+    with more rows than half the input's features."""
     X, y = fs_data
     y = y % 4
 
@@ -528,6 +529,8 @@ def test_feature_split_runs_only_where_it_applies(fs_data):
     assert count(clipnorm=1.0) == 0
     assert count(sizes=(300, 64, 512, 4)) == 0
     assert count(batch_size=16) == 0
+    # 600 = 3 x 151 + 147: the last batch alone is short enough
+    assert count(batch_size=150) == 4 and count(batch_size=151) == 1
 
 
 def test_feature_split_tracks_metrics_as_the_batch_split_does(fs_data):

@@ -17,7 +17,11 @@ one shard per thread (each shard: its own workspace and gradient buffer, single-
 BLAS); the shards' gradients are summed, then ONE update is applied.  Otherwise BLAS
 threads split each product.  Predictions are split by rows the same way (nothing to sum).
 The choice is a fixed rule (batch_is_sharded, predict_is_sharded), never a timing, so
-results do not depend on the machine's load.
+results do not depend on the machine's load.  Such a batch whose first layer skips X's
+zeros and holds most of the parameters (scikit-learn's default network on MNIST) takes the
+feature split instead: the first layer's products and update split over its input features
+(W0's rows, each thread its own), the rest of the network over the rows, all of an epoch's
+steps in one parallel region (feature_split_thread).
 
 Short batches (at most DIRECT_MAX_ROWS rows; DIRECT_MAX_ROWS_THREADED when the product
 is split over threads) multiply through the direct kernels
@@ -1008,8 +1012,16 @@ cdef inline double loss_norm(NetC *s, const floating *w, int64_t n) noexcept nog
 # benchmarks/RESULTS.md, session 20).  What crosses cores instead: the partial products'
 # rows and dZ0 (b x fan_out each).  The other layers stay split by rows, as in the batch
 # split; two barriers per step and no fork or join between steps.
+#
+# It pays while the batch is short against the input: what crosses cores per step, 2 b x
+# fan_out (P and dZ0), against about 2 n_features x fan_out for the batch split (W0's lines
+# after the update, the shards' dW0); so batches of at most n_features / 2 rows
+# (FEATURE_SPLIT_MAX_ROWS).  Measured, one epoch per step size in turn (benchmarks/
+# RESULTS.md, session 21): scikit-learn's default network on MNIST, batch 200, 1.19x the
+# batch split's speed; 784-500-500-10 at batch 256, 1.17x; at batch 512, 0.92x.
 cdef bint FEATURE_SPLIT = True
 cdef double FEATURE_SPLIT_MIN_SHARE = 0.5   # the first layer's share of the parameters
+cdef double FEATURE_SPLIT_MAX_ROWS = 0.5    # rows per batch, per input feature
 
 
 def set_feature_split(bint enabled):
@@ -1049,10 +1061,12 @@ def balanced_feature_cuts(X, int nt):
 cdef inline bint feature_split_applies(NetC *s, int64_t b) noexcept nogil:
     """Does this training batch of b rows take the feature split?  When the batch split
     would take it, its first layer skips zeros (fs_ready: float32, a first layer of at
-    least FEATURE_SPLIT_MIN_SHARE of the parameters, buffers for the threads), and no
-    clipping needs the whole gradient's norm before the update."""
+    least FEATURE_SPLIT_MIN_SHARE of the parameters, buffers for the threads), the batch
+    has at most FEATURE_SPLIT_MAX_ROWS rows per input feature, and no clipping needs the
+    whole gradient's norm before the update."""
     return (FEATURE_SPLIT and s.fs_ready and s.skip_zeros and s.clipnorm <= 0
-            and s.fs_threads >= s.n_shards and b <= s.ws_rows and batch_is_sharded(s, b))
+            and s.fs_threads >= s.n_shards and b <= s.ws_rows
+            and b <= FEATURE_SPLIT_MAX_ROWS * s.n_features and batch_is_sharded(s, b))
 
 
 cdef inline int64_t feature_cut(NetC *s, int t, int nt) noexcept nogil:
