@@ -18,8 +18,8 @@ BLAS); the shards' gradients are summed, then ONE update is applied.  Otherwise 
 threads split each product.  Predictions are split by rows the same way (nothing to sum).
 The choice is a fixed rule (batch_is_sharded, predict_is_sharded), never a timing, so
 results do not depend on the machine's load.  Such a batch whose first layer skips X's
-zeros and holds most of the parameters (scikit-learn's default network on MNIST) takes the
-feature split instead: the first layer's products and update split over its input features
+zeros and holds most of the parameters (scikit-learn's default network on MNIST), with at
+most half as many rows as the input has features, takes the feature split instead: the first layer's products and update split over its input features
 (W0's rows, each thread its own), the rest of the network over the rows, all of an epoch's
 steps in one parallel region (feature_split_thread).
 
