@@ -138,6 +138,10 @@ void nonzero_masks_range_f32(int64_t b, int64_t d, const float *X, const int64_t
 void skip_gemm_nn_range_f32(int64_t b, int64_t N, int64_t d, const float *X,
                             const int64_t *rows, const uint16_t *masks, const float *W,
                             float *Z, int64_t k0, int64_t k1);
+/* prefetch_rows_range asks for the lines of features [k0, k1) of those rows, into L2 (the
+ * next batch's, while this one's update runs). */
+void prefetch_rows_range_f32(int64_t b, int64_t d, const float *X, const int64_t *rows,
+                             int64_t k0, int64_t k1);
 void skip_gemm_tn_range_f32(int64_t b, int64_t N, int64_t d, const float *X,
                             const int64_t *rows, const uint16_t *masks, const float *dZ,
                             float beta, float *dW, int64_t k0, int64_t k1);

@@ -438,3 +438,19 @@ void skip_gemm_tn_range_f32(int64_t b, int64_t N, int64_t d, const float *X,
 #endif
     skip_tn_naive(b, N, d, X, rows, masks, dZ, beta, dW, k0, k1);
 }
+
+/* Ask for the lines of features [k0, k1) of X's rows rows[0..b) (into L2: they are read
+ * next step, after this step's weight gradient and update have used L1). */
+void prefetch_rows_range_f32(int64_t b, int64_t d, const float *X, const int64_t *rows,
+                             int64_t k0, int64_t k1)
+{
+#if defined(__GNUC__)
+    for (int64_t i = 0; i < b; i++) {
+        const char *p = (const char *)(ZS_ROW(X, rows, i, d) + k0);
+        const char *end = (const char *)(ZS_ROW(X, rows, i, d) + k1);
+        for (; p < end; p += 64) __builtin_prefetch(p, 0, 2);
+    }
+#else
+    (void)b; (void)d; (void)X; (void)rows; (void)k0; (void)k1;
+#endif
+}
