@@ -565,25 +565,38 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
                                             <double *> s.partial, nt)
             else:
                 mm_nn(b, L.fan_out, L.fan_in, inp, params + L.w_off, z, nt)
-        if not (done and z == a):
-            if z != a and bias != NULL:
-                # Z is kept (gelu, output layer): it must hold the true pre-activation
-                if floating is float:
-                    bias_act_forward_f32(b, L.fan_out, z, bias, FM_IDENTITY, z, nt)
-                else:
-                    bias_act_forward_f64(b, L.fan_out, z, bias, FM_IDENTITY, z, nt)
-                bias = NULL
+        layer_epilogue(s, sh, l, b, row0, z, bias, not (done and z == a), training, nt)
+
+
+cdef void layer_epilogue(NetC *s, ShardC *sh, int l, int64_t b, int64_t row0, floating *z,
+                         const floating *bias, bint activate, bint training,
+                         int nt) noexcept nogil:
+    """Layer l's elementwise passes after its product left b rows in z (the shard's Z, or
+    A where Z is not kept): with `activate`, the bias (into Z itself where it is kept) and
+    the activation into A (without, the product did both); dropout when training (row0:
+    the rows' place in the batch, for the draws)."""
+    cdef floating *ws = <floating *> sh.ws
+    cdef LayerC *L = &s.layers[l]
+    cdef floating *a = ws + L.a_off
+    if activate:
+        if z != a and bias != NULL:
+            # Z is kept (gelu, output layer): it must hold the true pre-activation
             if floating is float:
-                bias_act_forward_f32(b, L.fan_out, z, bias, L.act, a, nt)
+                bias_act_forward_f32(b, L.fan_out, z, bias, FM_IDENTITY, z, nt)
             else:
-                bias_act_forward_f64(b, L.fan_out, z, bias, L.act, a, nt)
-        if L.d_off >= 0 and training:
-            if floating is float:
-                dropout_forward_f32(b, L.fan_out, L.rate, fm_dropout_stream(s.seed, s.step, l),
-                                    row0 * L.fan_out, a, ws + L.d_off, nt)
-            else:
-                dropout_forward_f64(b, L.fan_out, L.rate, fm_dropout_stream(s.seed, s.step, l),
-                                    row0 * L.fan_out, a, ws + L.d_off, nt)
+                bias_act_forward_f64(b, L.fan_out, z, bias, FM_IDENTITY, z, nt)
+            bias = NULL
+        if floating is float:
+            bias_act_forward_f32(b, L.fan_out, z, bias, L.act, a, nt)
+        else:
+            bias_act_forward_f64(b, L.fan_out, z, bias, L.act, a, nt)
+    if L.d_off >= 0 and training:
+        if floating is float:
+            dropout_forward_f32(b, L.fan_out, L.rate, fm_dropout_stream(s.seed, s.step, l),
+                                row0 * L.fan_out, a, ws + L.d_off, nt)
+        else:
+            dropout_forward_f64(b, L.fan_out, L.rate, fm_dropout_stream(s.seed, s.step, l),
+                                row0 * L.fan_out, a, ws + L.d_off, nt)
 
 
 cdef double output_loss(NetC *s, ShardC *sh, int64_t b, const floating *y,
@@ -885,16 +898,9 @@ cdef void update_with(NetC *s, int64_t lo, int64_t hi, const StepRule *r, int nt
             adagrad_update_f64(n, w, g, s0, r.lr, s.eps, nt)
 
 
-cdef void update_slice(NetC *s, int64_t lo, int64_t hi, double lr, int64_t step, int nt,
-                       floating *dummy) noexcept nogil:
-    """update_with of [lo, hi) by the rule of update number `step` at learning rate lr."""
-    cdef StepRule r = step_rule(s, lr, step)
-    update_with(s, lo, hi, &r, nt, dummy)
-
-
 cdef void update_clearing(NetC *s, int64_t lo, int64_t hi, int n_sum, bint add_penalty,
                           double norm, const StepRule *rule, floating *dummy) noexcept nogil:
-    """update_slice of [lo, hi) on one thread, then its gradients set to 0 (ZEROED_GRADS),
+    """update_with of [lo, hi) on one thread, then its gradients set to 0 (ZEROED_GRADS),
     by blocks of UPDATE_BLOCK elements that stay in L1; with n_sum > 1 each block first
     sums the n_sum shards' gradients (reduce_grads, clearing theirs), and with add_penalty
     then adds the penalty's gradient (penalty_slice; its value was taken before), so that
@@ -913,11 +919,13 @@ cdef void update_clearing(NetC *s, int64_t lo, int64_t hi, int n_sum, bint add_p
         a = z
 
 
-cdef void update_own_rows(NetC *s, int t, int nt, double lr, floating *dummy) noexcept nogil:
-    """Thread t's share (of nt) of the update after direct products: the rows of each weight
-    matrix that its share of the weight-gradient product wrote (fm_direct_row_split, as in
-    direct_gemm and direct_gemm_nt), so the gradient is read, and the weights and state
-    written, where that thread's cache holds them; thread 0 updates the biases."""
+cdef void update_own_rows(NetC *s, int t, int nt, const StepRule *rule,
+                          floating *dummy) noexcept nogil:
+    """Thread t's share (of nt) of the update by rule after direct products: the rows of
+    each weight matrix that its share of the weight-gradient product wrote
+    (fm_direct_row_split, as in direct_gemm and direct_gemm_nt), so the gradient is read,
+    and the weights and state written, where that thread's cache holds them; thread 0
+    updates the biases."""
     cdef LayerC *L
     cdef int l
     cdef int64_t r0, r1
@@ -925,9 +933,9 @@ cdef void update_own_rows(NetC *s, int t, int nt, double lr, floating *dummy) no
         L = &s.layers[l]
         r0 = fm_direct_row_split(L.fan_in, t, nt)
         r1 = fm_direct_row_split(L.fan_in, t + 1, nt)
-        update_slice(s, L.w_off + r0 * L.fan_out, L.w_off + r1 * L.fan_out, lr, s.step, 1, dummy)
+        update_with(s, L.w_off + r0 * L.fan_out, L.w_off + r1 * L.fan_out, rule, 1, dummy)
         if L.b_off >= 0 and t == 0:
-            update_slice(s, L.b_off, L.b_off + L.fan_out, lr, s.step, 1, dummy)
+            update_with(s, L.b_off, L.b_off + L.fan_out, rule, 1, dummy)
 
 
 cdef inline bint split_pays(NetC *s, int64_t b) noexcept nogil:
@@ -960,6 +968,7 @@ cdef void apply_update(NetC *s, floating *dummy) noexcept nogil:
     """Clip (global norm), then one optimizer step over the whole flat buffer."""
     cdef floating *g = <floating *> s.grads
     cdef double norm, lr = learning_rate_at(s, s.step)
+    cdef StepRule rule
     if s.clipnorm > 0:
         if floating is float:
             norm = sqrt(sum_squares_f32(s.n_params, g))
@@ -971,7 +980,37 @@ cdef void apply_update(NetC *s, floating *dummy) noexcept nogil:
             else:
                 scale_inplace_f64(s.n_params, g, s.clipnorm / norm)
     s.step += 1
-    update_slice(s, 0, s.n_params, lr, s.step, s.n_threads, dummy)
+    rule = step_rule(s, lr, s.step)
+    update_with(s, 0, s.n_params, &rule, s.n_threads, dummy)
+
+
+cdef inline void merge_shard_metrics(NetC *s, int n_shards) noexcept nogil:
+    """Shards 1 .. n_shards - 1's metric sums of a batch added into shard 0's, theirs
+    cleared."""
+    cdef int k, j
+    for k in range(1, n_shards):
+        for j in range(4):
+            s.shards[0].metrics[j] += s.shards[k].metrics[j]
+            s.shards[k].metrics[j] = 0.0
+
+
+cdef inline void reject_batch(NetC *s, const double *metrics_before) noexcept nogil:
+    """A batch whose loss is not finite: the epoch ends without its update, and (when
+    tracked) shard 0's metric sums go back to metrics_before, as in the reference."""
+    cdef int j
+    s.diverged = True
+    if s.track_metrics:
+        for j in range(4):
+            s.shards[0].metrics[j] = metrics_before[j]
+
+
+cdef inline void count_batch(NetC *s, int64_t b, double data_loss, double penalty) noexcept nogil:
+    """The books of an applied batch of b rows: the epoch's loss sum and (when tracked) the
+    data loss's and penalty's sums."""
+    s.loss_sum += (data_loss + penalty) * b
+    if s.track_metrics:
+        s.shards[0].metrics[4] += data_loss * b
+        s.shards[0].metrics[5] += penalty * b
 
 
 cdef inline double loss_norm(NetC *s, const floating *w, int64_t n) noexcept nogil:
@@ -1117,9 +1156,7 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
     cdef const float *wb
     cdef const int64_t *lb
     cdef const float *src
-    cdef const float *bias
     cdef float *z
-    cdef float *a
     cdef StepRule rule
     cdef double norm, data_loss, penalty
     cdef bint penalized = has_penalty(s)
@@ -1159,21 +1196,13 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
         # 2. this thread's rows: Z0 from the partial products, then the shard step above it
         norm = loss_norm(s, wb, b)
         z = ws + (L0.z_off if L0.z_off >= 0 else L0.a_off)
-        a = ws + L0.a_off
-        bias = params + L0.b_off if L0.b_off >= 0 else NULL
         memcpy(z, part + r0 * N, rows * N * sizeof(float))
         for u in range(1, nt):
             src = part + u * cap + r0 * N
             for e in range(rows * N):
                 z[e] += src[e]
-        if bias != NULL:
-            for i in range(rows):
-                for e in range(N):
-                    z[i * N + e] += bias[e]
-        bias_act_forward_f32(rows, N, z, NULL, L0.act, a, 1)
-        if L0.d_off >= 0:
-            dropout_forward_f32(rows, N, L0.rate, fm_dropout_stream(s.seed, step, 0), r0 * N,
-                                a, ws + L0.d_off, 1)
+        layer_epilogue(s, sh, 0, rows, r0, z, params + L0.b_off if L0.b_off >= 0 else NULL,
+                       True, True, 1)
         forward_batch(s, sh, NULL, rows, r0, True, 1, 1, dummy)
         sh.loss = output_loss(s, sh, rows, yb + r0 * K if yb != NULL else NULL,
                               lb + r0 if lb != NULL else NULL, wb + r0 if wb != NULL else NULL,
@@ -1198,16 +1227,10 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
             data_loss += s.shards[u].loss
             penalty += s.shards[u].penalty
         if t == 0 and s.track_metrics:
-            for u in range(1, nt):
-                for j in range(4):
-                    sh.metrics[j] += s.shards[u].metrics[j]
-                    s.shards[u].metrics[j] = 0.0
+            merge_shard_metrics(s, nt)
         if not isfinite(data_loss + penalty):
             if t == 0:
-                s.diverged = True  # the update of this batch is not applied
-                if s.track_metrics:  # nor does it count in the metrics
-                    for j in range(4):
-                        sh.metrics[j] = metrics_before[j]
+                reject_batch(s, metrics_before)
             break
         rule = step_rule(s, learning_rate_at(s, step), step + 1)
         skip_gemm_tn_range_f32(b, N, d, xb, xrows, masks, dz0, 0, g0 + L0.w_off, k0, k1)
@@ -1230,10 +1253,7 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
         update_clearing(s, rest_lo, rest_hi, nt, penalized, norm, &rule, dummy)
         sh.grads_zeroed = True
         if t == 0:
-            s.loss_sum += (data_loss + penalty) * b
-            if s.track_metrics:
-                sh.metrics[4] += data_loss * b
-                sh.metrics[5] += penalty * b
+            count_batch(s, b, data_loss, penalty)
             s.step = step + 1
             s.done = lo + b
             s.feature_split_batches += 1
@@ -1361,15 +1381,9 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
         else:
             penalty = penalty_pass(s, g0, norm, dummy)
         if s.track_metrics and n_shards > 1:
-            for k in range(1, n_shards):
-                for j in range(4):
-                    s.shards[0].metrics[j] += s.shards[k].metrics[j]
-                    s.shards[k].metrics[j] = 0.0
+            merge_shard_metrics(s, n_shards)
         if not isfinite(data_loss + penalty):
-            s.diverged = True  # the update of this batch is not applied
-            if s.track_metrics:  # nor does it count in the metrics (as in the reference)
-                for j in range(4):
-                    s.shards[0].metrics[j] = metrics_before[j]
+            reject_batch(s, metrics_before)
             break
         if n_update > 1 and s.clipnorm <= 0:
             lr_step = learning_rate_at(s, s.step)
@@ -1382,18 +1396,15 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
                                     n_shards if sum_in_update else 1,
                                     sum_in_update and penalized, norm, &rule, dummy)
                 elif n_shards > 1:
-                    update_slice(s, s.n_params * k // n_update, s.n_params * (k + 1) // n_update,
-                                 lr_step, s.step, 1, dummy)
+                    update_with(s, s.n_params * k // n_update, s.n_params * (k + 1) // n_update,
+                                &rule, 1, dummy)
                 else:
-                    update_own_rows(s, k, n_update, lr_step, dummy)
+                    update_own_rows(s, k, n_update, &rule, dummy)
             for k in range(n_shards):
                 s.shards[k].grads_zeroed = clear
         else:
             apply_update(s, dummy)
-        s.loss_sum += (data_loss + penalty) * b
-        if s.track_metrics:
-            s.shards[0].metrics[4] += data_loss * b
-            s.shards[0].metrics[5] += penalty * b
+        count_batch(s, b, data_loss, penalty)
         s.done += b
         steps += 1
     return steps
@@ -2076,10 +2087,11 @@ def kernel_skip_gemm_features(str kind, const float[:, ::1] X, const float[:, ::
         idx = np.ascontiguousarray(rows, dtype=np.int64)
         if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= n)):
             raise ValueError(f"rows must be a 1-d array of row indices in [0, {n})")
-    b = (idx.size if idx is not None else n) if kind == "nn" else B.shape[0]
+    batch = idx.size if idx is not None else n     # the rows there are
+    b = batch if kind == "nn" else B.shape[0]
+    # tn: dZ has a row per index, or at most X's rows (X's first b rows)
     if (kind == "nn" and B.shape[0] != d) or (kind == "tn" and (
-            b > (idx.size if idx is not None else n)
-            or (idx is not None and b != idx.size))):
+            b != batch if idx is not None else b > n)):
         raise ValueError(f"{kind} product of X {n}x{d} (rows {rows is not None}) and B "
                          f"{B.shape[0]}x{N}: the dimensions differ")
     if beta != 0.0 and (C is None or kind != "tn"):
