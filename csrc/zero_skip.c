@@ -105,9 +105,9 @@ void skip_gemm_tn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X,
 /* ---- AVX-512 kernels (16 floats per vector; masked tails read and write nothing outside
  * the matrices) ---------------------------------------------------------------------------- */
 
-/* mask of the first n lanes, n clamped to [0, 16] */
 #define ZS_PREFETCH_ROWS 4   /* rows ahead whose lines nonzero_masks asks for */
 
+/* mask of the first n lanes, n clamped to [0, 16] */
 FM_AVX512_INLINE __mmask16 zs_lanes(int64_t n)
 {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
@@ -395,8 +395,8 @@ void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X,
 
 /* ---- one thread's share of X's columns: the engine's feature split ----------------------
  * A training step whose first layer is split over the input features (_network.pyx,
- * feature_split_thread) gives thread t the features [k0, k1), a multiple of 16 apart, as
- * its rows of W and dW: it builds their masks (words k0 / 16 to k1 / 16 of each row),
+ * feature_split_thread) gives thread t the features [k0, k1) (k0 a multiple of 4), as its
+ * rows of W and dW: it builds their masks (the words over them, of each row),
  * multiplies X's columns [k0, k1) by W's rows [k0, k1) into its own partial product of
  * every row, and writes dW's rows [k0, k1).  No OpenMP here: the caller is the thread. */
 
