@@ -3,6 +3,8 @@ and their naive references on every tail shape and density, and the engine train
 through them against the engine without them, the NumPy reference and finite differences;
 and the density rule that chooses them."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,10 @@ AVX512 = _network.direct_kernels_available()
 
 def skip_zeros(enabled):
     return engine_switch(_network.set_skip_zeros, enabled)
+
+
+def feature_split(enabled):
+    return engine_switch(_network.set_feature_split, enabled)
 
 
 def sparse_rows(rng, b, d, density):
@@ -123,16 +129,21 @@ def test_kernel_arguments_are_checked():
 
 
 def _train(X, y, *, skip, n_threads, batch_size, shuffle=True, dtype="float32", dropout=None,
-           sample_weight=None, epochs=2, sizes=(40, 24, 3), device="cpu"):
-    spec = NetworkSpec(sizes, ("relu",) * (len(sizes) - 2) + ("softmax",),
-                       loss="categorical_crossentropy", dtype=dtype, l2=1e-3,
+           sample_weight=None, epochs=2, sizes=(40, 24, 3), device="cpu", activation="relu",
+           optimizer=None, l1=0.0, fs=None):
+    """Returns (losses, params, whether each epoch skipped zeros, batches split over W's
+    rows, (batches through the feature split, batches the batch split would have split))
+    (the counts None off the CPU); fs: the feature split on or off (None: as it is)."""
+    spec = NetworkSpec(sizes, (activation,) * (len(sizes) - 2) + ("softmax",),
+                       loss="categorical_crossentropy", dtype=dtype, l2=1e-3, l1=l1,
                        dropout=dropout or (0.0,) * (len(sizes) - 1))
     kwargs = {"n_threads": n_threads} if device == "cpu" else {}
-    net = make_network(spec, OptimizerSpec("adam", 1e-2), device=device, **kwargs)
+    net = make_network(spec, optimizer or OptimizerSpec("adam", 1e-2), device=device,
+                       **kwargs)
     net.set_params(init_params(spec, seed=3))
     Xc, Yc, sw = validate_training_data(spec, X, y, sample_weight)
     losses, used = [], []
-    with skip_zeros(skip):
+    with skip_zeros(skip), feature_split(fs) if fs is not None else contextlib.nullcontext():
         for e in range(epochs):
             if device == "cpu":
                 net.start_epoch(Xc, Yc, sw, batch_size=batch_size, shuffle=shuffle, seed=5,
@@ -143,8 +154,14 @@ def _train(X, y, *, skip, n_threads, batch_size, shuffle=True, dtype="float32", 
             else:
                 losses.append(net.train_epoch(Xc, Yc, sw, batch_size=batch_size,
                                               shuffle=shuffle, seed=5, epoch=e + 1))
-    split = net._engine.zero_skip_split_batches if device == "cpu" else None
-    return np.array(losses, dtype=float), net.get_params(), used, split
+    split = fs_counts = None
+    if device == "cpu":
+        split = net._engine.zero_skip_split_batches
+        n = len(X)
+        sharded = sum(net._engine.will_shard(min(batch_size, n - lo))
+                      for lo in range(0, n, batch_size))
+        fs_counts = (net._engine.feature_split_batches, epochs * sharded)
+    return np.array(losses, dtype=float), net.get_params(), used, split, fs_counts
 
 
 @pytest.fixture
@@ -341,10 +358,6 @@ def test_set_skip_zeros_returns_the_previous_setting():
 
 # ---- the feature split (_network.pyx, feature_split_thread) ------------------------------
 
-def feature_split(enabled):
-    return engine_switch(_network.set_feature_split, enabled)
-
-
 @pytest.mark.parametrize("direct", [True, False])
 @pytest.mark.parametrize("density", [0.0, 0.2, 1.0])
 def test_feature_range_kernels_match_numpy(direct, density, rng):
@@ -422,30 +435,16 @@ def test_balanced_feature_cuts(rng):
 FS_SIZES = [(300, 64, 4), (300, 64, 32, 4), (300, 80)]
 
 
-def _train_fs(X, y, *, fs, n_threads=2, batch_size=128, sizes=(300, 64, 4), epochs=2,
-              shuffle=True, dropout=None, sample_weight=None, activation="relu",
-              optimizer=None, l1=0.0, device="cpu"):
-    spec = NetworkSpec(sizes, (activation,) * (len(sizes) - 2) + ("softmax",),
-                       loss="categorical_crossentropy", dtype="float32", l2=1e-3, l1=l1,
-                       dropout=dropout or (0.0,) * (len(sizes) - 1))
-    kwargs = {"n_threads": n_threads} if device == "cpu" else {}
-    net = make_network(spec, optimizer or OptimizerSpec("adam", 1e-2), device=device,
-                       **kwargs)
-    net.set_params(init_params(spec, seed=3))
-    Xc, Yc, sw = validate_training_data(spec, X, y, sample_weight)
-    losses = []
-    with skip_zeros(True if device == "cpu" else None), feature_split(fs):
-        for e in range(epochs):
-            losses.append(net.train_epoch(Xc, Yc, sw, batch_size=batch_size, shuffle=shuffle,
-                                          seed=5, epoch=e + 1))
-    batches = None
-    if device == "cpu":
-        # with how many the batch split would have split (will_shard): all must take it
-        n = len(X)
-        sharded = sum(net._engine.will_shard(min(batch_size, n - lo))
-                      for lo in range(0, n, batch_size))
-        batches = (net._engine.feature_split_batches, epochs * sharded)
-    return np.array(losses, dtype=float), net.get_params(), batches
+def _train_fs(X, y, *, fs, n_threads=2, batch_size=128, sizes=(300, 64, 4), device="cpu",
+              **kwargs):
+    """_train with the zero skipping on and the feature split on or off (fs; both left as
+    they are off the CPU): (losses, params, (batches through the feature split, batches
+    the batch split would have split: all of them must take it))."""
+    cpu = device == "cpu"
+    losses, params, _, _, counts = _train(
+        X, y, skip=True if cpu else None, fs=fs if cpu else None, n_threads=n_threads,
+        batch_size=batch_size, sizes=sizes, device=device, **kwargs)
+    return losses, params, counts
 
 
 @pytest.fixture
