@@ -70,6 +70,8 @@ cdef extern from "fastmlp.h" nogil:
     double loss_forward_backward_f64(int loss, int out_act, int64_t B, int64_t K, const double *Z, const double *P, const double *Y, const int64_t *labels, const double *w, double delta_scale, double *dZ, double *metrics)
     double penalty_forward_backward_f32(int64_t n, const float *W, float *dW, double l2, double l1)
     double penalty_forward_backward_f64(int64_t n, const double *W, double *dW, double l2, double l1)
+    void penalty_gradient_f32(int64_t n, const float *W, float *dW, double l2, double l1)
+    void penalty_gradient_f64(int64_t n, const double *W, double *dW, double l2, double l1)
 
     void sgd_update_f32(int64_t n, float *w, const float *g, float *v, double lr, double momentum, int nesterov, int n_threads)
     void sgd_update_f64(int64_t n, double *w, const double *g, double *v, double lr, double momentum, int nesterov, int n_threads)

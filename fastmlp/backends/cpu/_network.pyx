@@ -702,10 +702,11 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
 
 
 cdef double penalty_slice(NetC *s, floating *grads, int64_t lo, int64_t hi, double norm,
-                          floating *dummy) noexcept nogil:
+                          floating *dummy, bint want_value=True) noexcept nogil:
     """The penalty of the weights among parameters [lo, hi) of the flat buffer; its
     gradient is added to grads (when not NULL).  Biases carry no penalty, so each layer's
-    weight block is cut to the slice."""
+    weight block is cut to the slice.  want_value False (with grads): the gradient alone,
+    returns 0."""
     cdef double penalty = 0.0
     cdef double pen_scale = 1.0 / norm if s.penalty_per_sample else 1.0
     cdef floating *params = <floating *> s.params
@@ -717,7 +718,14 @@ cdef double penalty_slice(NetC *s, floating *grads, int64_t lo, int64_t hi, doub
         a = max(lo, L.w_off)
         z = min(hi, L.w_off + L.fan_in * L.fan_out)
         if (L.l2 != 0 or L.l1 != 0) and a < z:
-            if floating is float:
+            if not want_value and grads != NULL:
+                if floating is float:
+                    penalty_gradient_f32(z - a, params + a, grads + a, L.l2 * pen_scale,
+                                         L.l1 * pen_scale)
+                else:
+                    penalty_gradient_f64(z - a, params + a, grads + a, L.l2 * pen_scale,
+                                         L.l1 * pen_scale)
+            elif floating is float:
                 penalty += penalty_forward_backward_f32(
                     z - a, params + a, grads + a if grads != NULL else NULL,
                     L.l2 * pen_scale, L.l1 * pen_scale)
@@ -913,7 +921,7 @@ cdef void update_clearing(NetC *s, int64_t lo, int64_t hi, int n_sum, bint add_p
         if n_sum > 1:
             reduce_grads(s, a, z, n_sum, True, dummy)
         if add_penalty:
-            penalty_slice(s, g, a, z, norm, dummy)
+            penalty_slice(s, g, a, z, norm, dummy, False)
         update_with(s, a, z, rule, 1, dummy)
         memset(g + a, 0, (z - a) * sizeof(floating))
         a = z
