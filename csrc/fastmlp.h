@@ -155,6 +155,12 @@ void fm_thread_barrier(void);
  * region or without OpenMP). */
 int fm_team_size(void);
 int fm_thread_num(void);
+/* Counters shared by a team: take the next unit of work (returns the old value, adds 1);
+ * count one more unit done, after this thread's writes; read a count, before reading what
+ * it counts (rng.c). */
+int64_t fm_claim(int64_t *counter);
+void fm_count_done(int64_t *counter);
+int64_t fm_count_read(int64_t *counter);
 /* The x86-64 feature level of the multiversioned kernels that the loader chose on this
  * CPU (4 = x86-64-v4, 3 = x86-64-v3, 0 = baseline; -1 = none of the clones, which must not
  * happen), and the highest level the build compiled (4, 3 or 0: setup.py's FASTMLP_SIMD). */

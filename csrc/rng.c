@@ -37,6 +37,53 @@ void fm_thread_barrier(void)
 #endif
 }
 
+/* Shared counters of a parallel region's work (the feature split's pieces of each thread's
+ * features, _network.pyx): fm_claim returns *counter and adds 1, as one atomic step (so each
+ * value goes to one thread); fm_count_done adds 1 after a flush (what the caller wrote
+ * before it is visible to a thread that reads the new count); fm_count_read reads it, then
+ * flushes (the writes it counts are then visible here).  OpenMP 2.0 (MSVC) has no atomic
+ * capture or read: a critical section and a volatile read there. */
+int64_t fm_claim(int64_t *counter)
+{
+    int64_t v;
+#if defined(_OPENMP) && _OPENMP >= 201107
+#pragma omp atomic capture
+    { v = *counter; *counter += 1; }
+#elif defined(_OPENMP)
+#pragma omp critical(fm_claim)
+    { v = *counter; *counter += 1; }
+#else
+    v = (*counter)++;
+#endif
+    return v;
+}
+
+void fm_count_done(int64_t *counter)
+{
+#ifdef _OPENMP
+#pragma omp flush
+#pragma omp atomic
+    *counter += 1;
+#else
+    *counter += 1;
+#endif
+}
+
+int64_t fm_count_read(int64_t *counter)
+{
+    int64_t v;
+#if defined(_OPENMP) && _OPENMP >= 201107
+#pragma omp atomic read
+    v = *counter;
+#else
+    v = *(volatile int64_t *)counter;
+#endif
+#ifdef _OPENMP
+#pragma omp flush
+#endif
+    return v;
+}
+
 int fm_team_size(void)
 {
 #ifdef _OPENMP

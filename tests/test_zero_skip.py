@@ -132,8 +132,9 @@ def _train(X, y, *, skip, n_threads, batch_size, shuffle=True, dtype="float32", 
            sample_weight=None, epochs=2, sizes=(40, 24, 3), device="cpu", activation="relu",
            optimizer=None, l1=0.0, fs=None):
     """Returns (losses, params, whether each epoch skipped zeros, batches split over W's
-    rows, (batches through the feature split, batches the batch split would have split))
-    (the counts None off the CPU); fs: the feature split on or off (None: as it is)."""
+    rows, (batches through the feature split, batches the batch split would have split,
+    pieces of its step 3 that a thread took from another's features)) (the counts None off
+    the CPU); fs: the feature split on or off (None: as it is)."""
     spec = NetworkSpec(sizes, (activation,) * (len(sizes) - 2) + ("softmax",),
                        loss="categorical_crossentropy", dtype=dtype, l2=1e-3, l1=l1,
                        dropout=dropout or (0.0,) * (len(sizes) - 1))
@@ -160,7 +161,8 @@ def _train(X, y, *, skip, n_threads, batch_size, shuffle=True, dtype="float32", 
         n = len(X)
         sharded = sum(net._engine.will_shard(min(batch_size, n - lo))
                       for lo in range(0, n, batch_size))
-        fs_counts = (net._engine.feature_split_batches, epochs * sharded)
+        fs_counts = (net._engine.feature_split_batches, epochs * sharded,
+                     net._engine.feature_split_pieces_taken)
     return np.array(losses, dtype=float), net.get_params(), used, split, fs_counts
 
 
@@ -439,7 +441,8 @@ def _train_fs(X, y, *, fs, n_threads=2, batch_size=128, sizes=(300, 64, 4), devi
               **kwargs):
     """_train with the zero skipping on and the feature split on or off (fs; both left as
     they are off the CPU): (losses, params, (batches through the feature split, batches
-    the batch split would have split: all of them must take it))."""
+    the batch split would have split: all of them must take it, pieces taken across
+    threads))."""
     cpu = device == "cpu"
     losses, params, _, _, counts = _train(
         X, y, skip=True if cpu else None, fs=fs if cpu else None, n_threads=n_threads,
@@ -472,6 +475,37 @@ def test_feature_split_matches_the_batch_split(fs_data, sizes, batch_size, shuff
     assert batch[2][0] == 0 and split[2][0] == split[2][1] > 0
     np.testing.assert_allclose(split[0], batch[0], rtol=1e-5)
     np.testing.assert_allclose(split[1], batch[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("sizes, n_threads, optimizer", [
+    ((300, 64, 4), 2, None), ((300, 80), 2, None), ((300, 64, 32, 4), 3, None),
+    ((300, 64, 4), 2, OptimizerSpec("sgd", 1e-2, momentum=0.9, nesterov=True))])
+def test_feature_split_pieces_taken_by_other_threads_change_nothing(fs_data, sizes, n_threads,
+                                                                    optimizer):
+    """Step 3's pieces (dW0's rows and their update) computed by threads other than the
+    one whose features they are (set_feature_split_others_first: every thread claims the
+    others' pieces first) give the same losses and parameters, to the bit, as each thread
+    computing its own; and pieces did cross threads (each thread's first claim is another
+    thread's piece, so at least one crosses)."""
+    X, y = fs_data
+    y = y % sizes[-1]
+    kwargs = dict(fs=True, n_threads=n_threads, sizes=sizes, optimizer=optimizer, l1=1e-4)
+    own = _train_fs(X, y, **kwargs)
+    with engine_switch(_network.set_feature_split_others_first, True):
+        crossed = _train_fs(X, y, **kwargs)
+    assert own[2][0] == own[2][1] > 0 and crossed[2][:2] == own[2][:2]
+    assert crossed[2][2] > 0
+    np.testing.assert_array_equal(crossed[0], own[0])
+    np.testing.assert_array_equal(crossed[1], own[1])
+
+
+def test_set_feature_split_others_first_returns_the_previous_setting():
+    previous = _network.set_feature_split_others_first(True)
+    try:
+        assert _network.set_feature_split_others_first(False) is True
+        assert _network.set_feature_split_others_first(False) is False
+    finally:
+        _network.set_feature_split_others_first(previous)
 
 
 @pytest.mark.parametrize("case", ["sample weights", "dropout", "gelu", "l1", "sgd nesterov",

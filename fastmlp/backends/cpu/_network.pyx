@@ -301,6 +301,9 @@ cdef struct NetC:
     uint16_t *fs_masks                  # ... their masks (ws_rows x ceil(n_features / 16)
                                         #     each, the words of their features written)
     int64_t *fs_cuts                    # ... their features: [fs_cuts[t], fs_cuts[t + 1])
+    int64_t *fs_sync                    # ... counters of their features' pieces of a step
+                                        #     (FS_SYNC_STRIDE apart: FS_CLAIMED, FS_DONE,
+                                        #     FS_TAKEN)
     int64_t fs_steps                    # steps of the last feature-split run
     int64_t feature_split_batches       # batches trained so (a diagnostic, for tests)
     bint tiny_shape                     # the network qualifies for the fused tiny pass
@@ -1049,12 +1052,19 @@ cdef inline double loss_norm(NetC *s, const floating *w, int64_t n) noexcept nog
 #      the batch's dZ0), the weight gradients of layers 1.. into its shard's buffer, db0's
 #      column sums; the penalty of the parameters it updates;                    -- barrier
 #   3. checks the batch's loss (every thread alike: a non-finite one ends the epoch, no
-#      update); writes dW0's rows [k_t, k_t+1) from the batch's dZ0; updates W0's rows
-#      [k_t, k_t+1), asking between its pieces for the next batch's rows (its features),
-#      and its slice of the other parameters (summing the shards' gradients and adding the
-#      penalty's in the update's L1 blocks, update_clearing).
+#      update); then, in FS_PIECES pieces of its features, writes dW0's rows of the piece
+#      from the batch's dZ0, updates them while they are in L1, and asks for the piece's
+#      share of the next batch's rows (its features); then its slice of the other
+#      parameters (summing the shards' gradients and adding the penalty's in the update's
+#      L1 blocks, update_clearing).  A thread that is through its own pieces takes those
+#      of another thread that nobody has claimed yet (fm_claim), and each thread waits, at
+#      the end of the step, until every piece of its features is done: a core that the
+#      host slows (the two threads' steps differed by up to 1.4x on this VM; session 21)
+#      then leaves the other less to wait for, and the results do not change: a piece's
+#      rows of dW0 and their update are the same whichever thread computes them.
 #
-# So W0 -- its rows, gradient and optimizer state -- is read and written by one core only;
+# So W0 -- its rows, gradient and optimizer state -- is read and written by one core only
+# (but for the pieces that another thread takes);
 # the batch split shares it: both threads' forward products read all of W0, so each
 # thread's update writes lines the other core holds, and the shards' dW0 are summed across
 # cores (its update took 18 ms of a 92 ms epoch on two threads, 9.5 on one;
@@ -1071,10 +1081,21 @@ cdef inline double loss_norm(NetC *s, const floating *w, int64_t n) noexcept nog
 cdef bint FEATURE_SPLIT = True
 cdef double FEATURE_SPLIT_MIN_SHARE = 0.5   # the first layer's share of the parameters
 cdef double FEATURE_SPLIT_MAX_ROWS = 0.5    # rows per batch, per input feature
-# pieces of W0's update, between which the next batch's rows are requested (session 21:
-# epochs 70.1-71.4 against 73.3-75.3 ms without, min of 12-16 each, two sets; 4 pieces
-# measured the same)
-cdef int FS_PREFETCH_CHUNKS = 16
+# pieces of each thread's features in step 3, after each of which the next batch's rows
+# are requested (session 21: epochs 70.1-71.4 against 73.3-75.3 ms without, min of 12-16
+# each, two sets; 4 pieces measured the same), and which another thread may take
+cdef int FS_PIECES = 16
+# the counters of thread t's pieces, at fs_sync[t * FS_SYNC_STRIDE + ...] (a 64-byte line
+# apart from the next thread's): pieces claimed, pieces done, and pieces of other threads
+# it took (a diagnostic)
+cdef enum:
+    FS_SYNC_STRIDE = 16
+    FS_CLAIMED = 0
+    FS_DONE = 8
+    FS_TAKEN = 4
+# for tests: each thread claims the other threads' pieces before its own (every piece
+# then crosses threads where the other thread is free to take it)
+cdef bint FS_OTHERS_FIRST = False
 
 
 def set_feature_split(bint enabled):
@@ -1083,6 +1104,16 @@ def set_feature_split(bint enabled):
     global FEATURE_SPLIT
     previous = FEATURE_SPLIT
     FEATURE_SPLIT = enabled
+    return bool(previous)
+
+
+def set_feature_split_others_first(bint enabled):
+    """For tests: threads of the feature split claim the other threads' pieces of step 3
+    before their own, so that pieces are computed across threads (results must not change;
+    returns the previous value)."""
+    global FS_OTHERS_FIRST
+    previous = FS_OTHERS_FIRST
+    FS_OTHERS_FIRST = enabled
     return bool(previous)
 
 
@@ -1132,12 +1163,43 @@ cdef inline int64_t feature_cut(NetC *s, int t, int nt) noexcept nogil:
     return min(s.n_features, 4 * (((s.n_features + 3) // 4) * t // nt))
 
 
+cdef inline int64_t piece_start(int64_t k0, int64_t k1, int64_t i) noexcept nogil:
+    """The first feature of piece i (of FS_PIECES; i = FS_PIECES: k1) of the features
+    [k0, k1), k0 a multiple of 4: multiples of 4 (skip_gemm_tn's blocks), so pieces can be
+    empty when there are fewer than 4 FS_PIECES features."""
+    return min(k1, k0 + 4 * (((k1 - k0 + 3) // 4) * i // FS_PIECES))
+
+
+cdef void fs_piece(NetC *s, int v, int nt, int64_t i, int64_t b, const float *xb,
+                   const int64_t *xrows, int64_t nb, const int64_t *next_rows,
+                   const float *dz0, bint penalized, double norm,
+                   const StepRule *rule) noexcept nogil:
+    """Piece i of thread v's features in step 3 of the feature split (by whichever thread
+    claimed it): dW0's rows of the piece from the batch's dZ0 and thread v's masks, their
+    update (then their gradient cleared), and a request for the piece's share of the next
+    batch's nb rows (next_rows; nb 0: none), those features."""
+    cdef float *dummy = NULL
+    cdef LayerC *L0 = &s.layers[0]
+    cdef int64_t d = s.n_features, N = L0.fan_out
+    cdef int64_t k0 = feature_cut(s, v, nt), k1 = feature_cut(s, v + 1, nt)
+    cdef int64_t e = piece_start(k0, k1, i), f = piece_start(k0, k1, i + 1)
+    cdef const uint16_t *masks = s.fs_masks + v * s.ws_rows * mask_words(s)
+    if f > e:
+        skip_gemm_tn_range_f32(b, N, d, xb, xrows, masks, dz0, 0,
+                               <float *> s.grads + L0.w_off, e, f)
+        update_clearing(s, L0.w_off + e * N, L0.w_off + f * N, 1, penalized, norm, rule,
+                        dummy)
+    if nb > 0:
+        prefetch_rows_range_f32(nb * (i + 1) // FS_PIECES - nb * i // FS_PIECES, d,
+                                <const float *> s.X, next_rows + nb * i // FS_PIECES, k0, k1)
+
+
 cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
     """Thread fm_thread_num() of the team's part of up to max_steps (< 0: all) steps of the
     epoch in progress through the feature split (see above), while the batches take it;
     thread 0 keeps the books (s.done, s.step, s.loss_sum, the metrics, s.fs_steps)."""
     cdef float *dummy = NULL
-    cdef int t = fm_thread_num(), nt = fm_team_size(), u, j
+    cdef int t = fm_thread_num(), nt = fm_team_size(), u, j, v
     cdef LayerC *L0 = &s.layers[0]
     cdef ShardC *sh = &s.shards[t]
     cdef float *ws = <float *> sh.ws
@@ -1201,7 +1263,10 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
         skip_gemm_nn_range_f32(b, N, d, xb, xrows, masks, params + L0.w_off, part + t * cap,
                                k0, k1)
         fm_thread_barrier()
-        # 2. this thread's rows: Z0 from the partial products, then the shard step above it
+        # 2. this thread's rows: Z0 from the partial products, then the shard step above it;
+        # its pieces' counters for step 3 (every thread is through the last step's pieces)
+        s.fs_sync[t * FS_SYNC_STRIDE + FS_CLAIMED] = 0
+        s.fs_sync[t * FS_SYNC_STRIDE + FS_DONE] = 0
         norm = loss_norm(s, wb, b)
         z = ws + (L0.z_off if L0.z_off >= 0 else L0.a_off)
         memcpy(z, part + r0 * N, rows * N * sizeof(float))
@@ -1241,25 +1306,30 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
                 reject_batch(s, metrics_before)
             break
         rule = step_rule(s, learning_rate_at(s, step), step + 1)
-        skip_gemm_tn_range_f32(b, N, d, xb, xrows, masks, dz0, 0, g0 + L0.w_off, k0, k1)
-        # W0's update in FS_PREFETCH_CHUNKS pieces, each followed by a request for the
-        # lines of a piece of the next batch's shuffled rows (its features), which arrive
-        # from memory while the update runs
+        # dW0's rows and their update by pieces, each followed by a request for the lines
+        # of a share of the next batch's shuffled rows (the piece's thread's features),
+        # which arrive from memory while the next pieces run; this thread's pieces first
+        # (FS_OTHERS_FIRST: last), then those of the others that nobody has claimed
         nb = 0
         if s.order != NULL and lo + b < s.n:
             nb = s.batch_size if lo + b + s.batch_size <= s.n else s.n - lo - b
-        e = k0
-        for i in range(FS_PREFETCH_CHUNKS):
-            f = k0 + (k1 - k0) * (i + 1) // FS_PREFETCH_CHUNKS
-            update_clearing(s, L0.w_off + e * N, L0.w_off + f * N, 1, penalized, norm, &rule,
-                            dummy)
-            e = f
-            if nb > 0:
-                prefetch_rows_range_f32(nb * (i + 1) // FS_PREFETCH_CHUNKS
-                                        - nb * i // FS_PREFETCH_CHUNKS, d, X,
-                                        s.order + lo + b + nb * i // FS_PREFETCH_CHUNKS, k0, k1)
+        for j in range(nt):
+            v = (t + j + (1 if FS_OTHERS_FIRST else 0)) % nt
+            while True:
+                i = fm_claim(&s.fs_sync[v * FS_SYNC_STRIDE + FS_CLAIMED])
+                if i >= FS_PIECES:
+                    break
+                fs_piece(s, v, nt, i, b, xb, xrows, nb, s.order + lo + b, dz0, penalized,
+                         norm, &rule)
+                fm_count_done(&s.fs_sync[v * FS_SYNC_STRIDE + FS_DONE])
+                if v != t:
+                    s.fs_sync[t * FS_SYNC_STRIDE + FS_TAKEN] += 1
         update_clearing(s, rest_lo, rest_hi, nt, penalized, norm, &rule, dummy)
         sh.grads_zeroed = True
+        # the next step's forward product reads W0's rows [k0, k1): wait for the pieces
+        # that other threads took
+        while fm_count_read(&s.fs_sync[t * FS_SYNC_STRIDE + FS_DONE]) < FS_PIECES:
+            pass
         if t == 0:
             count_batch(s, b, data_loss, penalty)
             s.step = step + 1
@@ -1484,7 +1554,7 @@ cdef class Engine:
     cdef NetC s
     cdef object _layers_arr, _params, _grads, _slots, _ws, _lb, _xmask
     cdef object _shards_arr, _shard_ws, _shard_grads, _tw, _partial
-    cdef object _fs_partial, _fs_masks, _fs_partial_shape, _fs_cuts
+    cdef object _fs_partial, _fs_masks, _fs_partial_shape, _fs_cuts, _fs_sync
     cdef int64_t _ws_size
     cdef object _epoch_refs
     cdef readonly bint is_f32
@@ -1651,7 +1721,7 @@ cdef class Engine:
                                                            else 0)
         total += self._partial.nbytes if self._partial is not None else 0
         if self._fs_partial is not None:
-            total += self._fs_partial.nbytes + self._fs_masks.nbytes
+            total += self._fs_partial.nbytes + self._fs_masks.nbytes + self._fs_sync.nbytes
         return total + sum(g.nbytes for g in self._shard_grads[1:])
 
     def ensure_workspace(self, int64_t rows):
@@ -1796,6 +1866,10 @@ cdef class Engine:
             self.s.fs_threads = nt
             self._fs_cuts = np.zeros(nt + 1, dtype=np.int64)
             self.s.fs_cuts = <int64_t *> <size_t> self._fs_cuts.ctypes.data
+            # each thread's counters on a 64-byte line of their own
+            self._fs_sync = np.zeros(nt * FS_SYNC_STRIDE + 8, dtype=np.int64)
+            self.s.fs_sync = <int64_t *> <size_t> (
+                (self._fs_sync.ctypes.data + 63) // 64 * 64)
         self._fs_cuts[:] = balanced_feature_cuts(X, nt)
         self.s.fs_ready = True
 
@@ -1804,6 +1878,15 @@ cdef class Engine:
         """Batches since the engine was built that trained through the feature split
         (feature_split_applies; a diagnostic, for tests)."""
         return int(self.s.feature_split_batches)
+
+    @property
+    def feature_split_pieces_taken(self):
+        """Pieces of step 3 of the feature split that a thread took from another thread's
+        features, since the feature split's buffers were made (a diagnostic, for tests)."""
+        if self._fs_sync is None:
+            return 0
+        return int(sum(self.s.fs_sync[t * FS_SYNC_STRIDE + FS_TAKEN]
+                       for t in range(self.s.fs_threads)))
 
     @property
     def skips_zeros(self):
