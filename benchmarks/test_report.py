@@ -1,7 +1,9 @@
 """Checks of the report's own pieces (`pytest benchmarks/`; not timings): the products a
 step is made of, and the 'products alone' plans that give every target its ceiling."""
-from benchmarks.report import (ONE_THREAD_PRODUCTS, products_alone, products_epoch_fns,
-                               step_products)
+import numpy as np
+
+from benchmarks.report import (ONE_THREAD_PRODUCTS, SKIP_PRODUCTS, products_alone,
+                               products_epoch_fns, step_products)
 
 
 def test_step_products_are_forward_and_backward_of_every_layer():
@@ -44,6 +46,30 @@ def test_products_plans_run_and_the_fastest_is_kept():
     # one thread: no split plan; long batches: BLAS only
     assert all("each on" not in how for _, how in products_epoch_fns((20, 30, 5), 16, 3, 1))
     assert all("BLAS" in how for _, how in products_epoch_fns((20, 30, 5), 600, 1, 2))
+
+
+def test_products_plans_skipping_the_first_layers_zeros_come_with_the_data():
+    """With the workload's data, the plans come again with the first layer's products
+    through the zero-skipping kernels (where the CPU runs them), under their own label,
+    and run; the fastest dense plan is still the one products_alone keeps."""
+    from fastmlp.backends.cpu import _network
+    rng = np.random.default_rng(0)
+    X = (rng.random((64, 20)) * (rng.random((64, 20)) < 0.2)).astype(np.float32)
+    fns = products_epoch_fns((20, 30, 5), 16, 3, n_threads=2, X=X)
+    skipping = [key for key in fns if key[0] == SKIP_PRODUCTS]
+    dense = [key for key in fns if key[0] == "products alone"]
+    assert len(skipping) == (len(dense) if _network.direct_kernels_available() else 0)
+    assert {how for _, how in skipping} <= {how for _, how in dense}
+    for run in fns.values():
+        run()
+    # predictions: the forward product alone skips zeros
+    for run in products_epoch_fns((20, 30, 5), 16, 1, 2, train=False, X=X).values():
+        run()
+    times = {key: 1.0 + i for i, key in enumerate(dense)}
+    times.update({key: 0.5 for key in skipping})
+    assert products_alone(times) == (1.0, dense[0][1])
+    if skipping:
+        assert products_alone(times, SKIP_PRODUCTS)[0] == 0.5
 
 
 def test_a_missed_target_is_never_shown_as_reached():
