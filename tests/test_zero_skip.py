@@ -499,15 +499,6 @@ def test_feature_split_pieces_taken_by_other_threads_change_nothing(fs_data, siz
     np.testing.assert_array_equal(crossed[1], own[1])
 
 
-def test_set_feature_split_others_first_returns_the_previous_setting():
-    previous = _network.set_feature_split_others_first(True)
-    try:
-        assert _network.set_feature_split_others_first(False) is True
-        assert _network.set_feature_split_others_first(False) is False
-    finally:
-        _network.set_feature_split_others_first(previous)
-
-
 @pytest.mark.parametrize("case", ["sample weights", "dropout", "gelu", "l1", "sgd nesterov",
                                   "rmsprop", "3 threads"])
 def test_feature_split_matches_the_numpy_reference(fs_data, case):
@@ -615,10 +606,12 @@ def test_feature_split_stops_at_a_non_finite_loss_before_its_update(fs_data, fs)
     assert net._engine.feature_split_batches == 0
 
 
-def test_set_feature_split_returns_the_previous_setting():
-    previous = _network.set_feature_split(False)
+@pytest.mark.parametrize("setter", [_network.set_feature_split,
+                                    _network.set_feature_split_others_first])
+def test_feature_split_switches_return_the_previous_setting(setter):
+    previous = setter(False)
     try:
-        assert _network.set_feature_split(True) is False
-        assert _network.set_feature_split(True) is True
+        assert setter(True) is False
+        assert setter(True) is True
     finally:
-        _network.set_feature_split(previous)
+        setter(previous)
