@@ -1204,7 +1204,6 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
     cdef ShardC *sh = &s.shards[t]
     cdef float *ws = <float *> sh.ws
     cdef float *ws0 = <float *> s.shards[0].ws
-    cdef float *g0 = <float *> s.grads
     cdef float *params = <float *> s.params
     cdef const float *X = <const float *> s.X
     cdef const float *Y = <const float *> s.Y
@@ -1219,9 +1218,10 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
     cdef int64_t rest_lo = rest + (s.n_params - rest) * t // nt
     cdef int64_t rest_hi = rest + (s.n_params - rest) * (t + 1) // nt
     cdef int64_t done = s.done, step = s.step, steps = 0
-    cdef int64_t lo, b, r0, r1, rows, i, e, f, nb
+    cdef int64_t lo, b, r0, r1, rows, i, e, nb
     cdef const float *xb
     cdef const int64_t *xrows
+    cdef const int64_t *next_rows
     cdef const float *yb
     cdef const float *wb
     cdef const int64_t *lb
@@ -1293,7 +1293,8 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
                                         dummy)
                           + penalty_slice(s, NULL, rest_lo, rest_hi, norm, dummy))
         fm_thread_barrier()
-        # 3. every thread the same check; then dW0's rows and the updates this thread owns
+        # 3. every thread the same check; then dW0's rows and their update, by pieces, and
+        # the update of this thread's slice of the other parameters
         data_loss = 0.0
         penalty = 0.0
         for u in range(nt):
@@ -1311,16 +1312,18 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
         # which arrive from memory while the next pieces run; this thread's pieces first
         # (FS_OTHERS_FIRST: last), then those of the others that nobody has claimed
         nb = 0
+        next_rows = NULL
         if s.order != NULL and lo + b < s.n:
             nb = s.batch_size if lo + b + s.batch_size <= s.n else s.n - lo - b
+            next_rows = s.order + lo + b
         for j in range(nt):
             v = (t + j + (1 if FS_OTHERS_FIRST else 0)) % nt
             while True:
                 i = fm_claim(&s.fs_sync[v * FS_SYNC_STRIDE + FS_CLAIMED])
                 if i >= FS_PIECES:
                     break
-                fs_piece(s, v, nt, i, b, xb, xrows, nb, s.order + lo + b, dz0, penalized,
-                         norm, &rule)
+                fs_piece(s, v, nt, i, b, xb, xrows, nb, next_rows, dz0, penalized, norm,
+                         &rule)
                 fm_count_done(&s.fs_sync[v * FS_SYNC_STRIDE + FS_DONE])
                 if v != t:
                     s.fs_sync[t * FS_SYNC_STRIDE + FS_TAKEN] += 1
