@@ -1064,12 +1064,11 @@ cdef inline double loss_norm(NetC *s, const floating *w, int64_t n) noexcept nog
 #      rows of dW0 and their update are the same whichever thread computes them.
 #
 # So W0 -- its rows, gradient and optimizer state -- is read and written by one core only
-# (but for the pieces that another thread takes);
-# the batch split shares it: both threads' forward products read all of W0, so each
-# thread's update writes lines the other core holds, and the shards' dW0 are summed across
-# cores (its update took 18 ms of a 92 ms epoch on two threads, 9.5 on one;
-# benchmarks/RESULTS.md, session 20).  What crosses cores instead: the partial products'
-# rows and dZ0 (b x fan_out each).  The other layers stay split by rows, as in the batch
+# (but for the pieces that another thread takes); the batch split shares it: both
+# threads' forward products read all of W0, so each thread's update writes lines the other
+# core holds, and the shards' dW0 are summed across cores (its update took 18 ms of a 92
+# ms epoch on two threads, 9.5 on one; benchmarks/RESULTS.md, session 20).  What crosses
+# cores instead: the partial products' rows and dZ0 (b x fan_out each).  The other layers stay split by rows, as in the batch
 # split; two barriers per step and no fork or join between steps.
 #
 # It pays while the batch is short against the input: what crosses cores per step, 2 b x
@@ -1085,9 +1084,9 @@ cdef double FEATURE_SPLIT_MAX_ROWS = 0.5    # rows per batch, per input feature
 # are requested (session 21: epochs 70.1-71.4 against 73.3-75.3 ms without, min of 12-16
 # each, two sets; 4 pieces measured the same), and which another thread may take
 cdef int FS_PIECES = 16
-# the counters of thread t's pieces, at fs_sync[t * FS_SYNC_STRIDE + ...] (a 64-byte line
-# apart from the next thread's): pieces claimed, pieces done, and pieces of other threads
-# it took (a diagnostic)
+# the counters of thread t's pieces, at fs_sync[t * FS_SYNC_STRIDE + ...] (two 64-byte
+# lines of their own: pieces claimed, and pieces of other threads it took, a diagnostic, on
+# the first; pieces done, which the thread spins on, on the second)
 cdef enum:
     FS_SYNC_STRIDE = 16
     FS_CLAIMED = 0
@@ -1869,7 +1868,7 @@ cdef class Engine:
             self.s.fs_threads = nt
             self._fs_cuts = np.zeros(nt + 1, dtype=np.int64)
             self.s.fs_cuts = <int64_t *> <size_t> self._fs_cuts.ctypes.data
-            # each thread's counters on a 64-byte line of their own
+            # each thread's counters on 64-byte lines of their own (FS_SYNC_STRIDE)
             self._fs_sync = np.zeros(nt * FS_SYNC_STRIDE + 8, dtype=np.int64)
             self.s.fs_sync = <int64_t *> <size_t> (
                 (self._fs_sync.ctypes.data + 63) // 64 * 64)
