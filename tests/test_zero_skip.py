@@ -358,6 +358,120 @@ def test_set_skip_zeros_returns_the_previous_setting():
         _network.set_skip_zeros(previous)
 
 
+# ---- predictions (Engine.predict) ---------------------------------------------------------
+
+def _predict_net(sizes, dtype="float32", n_threads=2, seed=0):
+    spec = NetworkSpec(sizes, ("relu",) * (len(sizes) - 2) + ("softmax",),
+                       loss="categorical_crossentropy", dtype=dtype)
+    net = make_network(spec, OptimizerSpec("sgd", 0.1), n_threads=n_threads)
+    net.set_params(init_params(spec, seed=seed))
+    return net
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n", [1, 5, 127, 128, 129, 1000, 5003])
+@pytest.mark.parametrize("kernels", ["cpu's", "naive"])
+def test_prediction_through_the_kernels_matches_prediction_without(n_threads, n, kernels,
+                                                                   rng):
+    """Rows around the blocks of PREDICT_SKIP_ROWS, split over the threads or not, through
+    the AVX-512 kernels or the naive references: the outputs of the dense products, to
+    rounding; the rows too few for the general products (or for the split, on two
+    threads) predict densely."""
+    net = _predict_net((100, 64, 32, 3), n_threads=n_threads)
+    X = sparse_rows(rng, n, 100, 0.15)
+    with skip_zeros(False):
+        want = net.forward(X)
+        assert not net._engine.last_predict_skipped_zeros
+    direct = _network.set_direct_kernels(kernels == "cpu's")
+    try:
+        with skip_zeros(True):
+            got = net.forward(X)
+            skipped = net._engine.last_predict_skipped_zeros
+    finally:
+        _network.set_direct_kernels(direct)
+    engine = net._engine
+    general = min(n, 4096) * 64 * 100 > 32768   # SMALL_GEMM_WORK
+    one_thread_per_rows = n_threads == 1 or engine.will_shard_prediction(n)
+    assert skipped == (general and one_thread_per_rows)
+    if n >= 1000:
+        assert skipped, "the case this test is for"
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+
+
+def test_prediction_follows_the_density_rule(rng):
+    """Sparse float32 X: skipped where the AVX-512 kernels run; dense X and float64
+    networks: not; forced off: not."""
+    net = _predict_net((100, 64, 3))
+    sparse = sparse_rows(rng, 2000, 100, 0.1)
+    dense = rng.normal(size=(2000, 100)).astype(np.float32)
+    with skip_zeros(None):
+        want = {}
+        for name, X, skips in (("sparse", sparse, AVX512), ("dense", dense, False)):
+            want[name] = net.forward(X)
+            assert net._engine.last_predict_skipped_zeros == skips
+        net64 = _predict_net((100, 64, 3), dtype="float64")
+        out64 = net64.forward(sparse.astype(np.float64))
+        assert not net64._engine.last_predict_skipped_zeros
+        np.testing.assert_allclose(want["sparse"], out64, rtol=1e-4, atol=1e-6)
+    with skip_zeros(False):
+        np.testing.assert_allclose(net.forward(sparse), want["sparse"], rtol=2e-5, atol=1e-6)
+        assert not net._engine.last_predict_skipped_zeros
+
+
+def test_prediction_after_training_through_the_kernels_and_between_epochs(sparse_data):
+    """A prediction between the epochs of a training that skips zeros (an early-stopping
+    score) leaves the training as it was: the same losses and parameters as without it."""
+    X, y = sparse_data
+    X = np.ascontiguousarray(np.tile(X, (4, 1)))
+    y = np.tile(y, 4)
+    results = []
+    for predict_between in (False, True):
+        spec = NetworkSpec((40, 64, 3), ("relu", "softmax"),
+                           loss="categorical_crossentropy", dtype="float32")
+        net = make_network(spec, OptimizerSpec("adam", 1e-2), n_threads=2)
+        net.set_params(init_params(spec, seed=1))
+        Xc, Yc, _ = validate_training_data(spec, X, y)
+        losses = []
+        with skip_zeros(True):
+            for e in range(3):
+                losses.append(net.train_epoch(Xc, Yc, batch_size=64, shuffle=True, seed=2,
+                                              epoch=e + 1))
+                if predict_between:
+                    out = net.forward(Xc)
+                    assert net._engine.last_predict_skipped_zeros
+                    assert np.isfinite(out).all()
+        results.append((losses, net.get_params()))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.skipif(not AVX512, reason="the AVX-512 kernels are not available on this CPU")
+def test_kernel_by_blocks_of_rows_and_into_out(rng):
+    X = sparse_rows(rng, 300, 100, 0.2)
+    W = rng.normal(size=(100, 40)).astype(np.float32)
+    whole, masks = _network.kernel_skip_gemm("nn", X, W)
+    for block in (1, 7, 128, 300, 1000):
+        out = np.full((300, 40), np.nan, np.float32)
+        got, got_masks = _network.kernel_skip_gemm("nn", X, W, block_rows=block, out=out)
+        assert got is out
+        np.testing.assert_array_equal(got, whole)
+        np.testing.assert_array_equal(got_masks, masks)
+    with pytest.raises(ValueError, match="block_rows"):
+        _network.kernel_skip_gemm("tn", X, np.zeros((300, 4), np.float32), block_rows=8)
+    with pytest.raises(ValueError, match="block_rows"):
+        _network.kernel_skip_gemm("nn", X, W, block_rows=8, n_threads=2)
+    with pytest.raises(ValueError, match="block_rows"):
+        _network.kernel_skip_gemm("nn", X, W, block_rows=-1)
+    with pytest.raises(ValueError, match="out must be"):
+        _network.kernel_skip_gemm("nn", X, W, out=np.zeros((300, 41), np.float32))
+    with pytest.raises(ValueError, match="out must be"):
+        _network.kernel_skip_gemm("nn", X, W, out=np.zeros((300, 40), np.float64))
+    with pytest.raises(ValueError, match="out and C"):
+        _network.kernel_skip_gemm("tn", X, np.zeros((300, 4), np.float32),
+                                  C=np.zeros((100, 4), np.float32),
+                                  out=np.zeros((100, 4), np.float32))
+
+
 # ---- the feature split (_network.pyx, feature_split_thread) ------------------------------
 
 @pytest.mark.parametrize("direct", [True, False])

@@ -22,7 +22,9 @@ zeros and holds most of the parameters (scikit-learn's default network on MNIST)
 most half as many rows as the input has features, takes the feature split instead: the
 first layer's products and update split over its input features (W0's rows, each thread
 its own), the rest of the network over the rows, all of an epoch's steps in one parallel
-region (feature_split_thread).
+region (feature_split_thread).  Predictions whose rows one thread multiplies (split over
+the threads, or on one) skip X's zeros by the same density rule, in blocks of
+PREDICT_SKIP_ROWS rows (Engine.predict).
 
 Short batches (at most DIRECT_MAX_ROWS rows; DIRECT_MAX_ROWS_THREADED when the product
 is split over threads) multiply through the direct kernels
@@ -102,13 +104,22 @@ cdef int64_t DIRECT_SPLIT_UPDATE_MIN = 1 << 16
 cdef double SKIP_ZEROS_MAX_DENSITY = 0.3
 cdef int SKIP_ZEROS_FORCED = -1   # -1: the density rule; 0 / 1: forced off / on
 cdef int64_t SKIP_ZEROS_SAMPLE_ROWS = 256
+# Predictions skip the zeros too (Engine.predict), in blocks of this many rows (masks, then
+# the product): 784-500-500-10 on 10,000 MNIST rows, two threads, 51 ms per call in blocks
+# of 16 to 256 rows, 55 in the workspace's 4096, 67 dense (benchmarks/RESULTS.md, session 23).
+cdef int64_t PREDICT_SKIP_ROWS = 128
+
+
+def predict_skip_rows():
+    """The rows per block of a prediction that skips X's zeros (PREDICT_SKIP_ROWS)."""
+    return PREDICT_SKIP_ROWS
 
 
 def set_skip_zeros(enabled):
     """Force the first layer's zero-skipping products on (True) or off (False), or back to
-    the density rule (None), for epochs started afterwards (tests, benchmarks).  Forced on,
-    they run even where the CPU lacks AVX-512 (through the naive references).  Returns the
-    previous setting."""
+    the density rule (None), for epochs started afterwards and for predictions (tests,
+    benchmarks).  Forced on, they run even where the CPU lacks AVX-512 (through the naive
+    references).  Returns the previous setting."""
     global SKIP_ZEROS_FORCED
     previous = None if SKIP_ZEROS_FORCED < 0 else bool(SKIP_ZEROS_FORCED)
     SKIP_ZEROS_FORCED = -1 if enabled is None else int(bool(enabled))
@@ -264,6 +275,9 @@ cdef struct ShardC:
     double metrics[6]    # sum w*correct, w*mae, w*mse, w; sum data_loss*nb, penalty*nb
     bint grads_zeroed    # every weight gradient is 0 (cleared after its last read; see
                          # ZEROED_GRADS): the next weight-gradient products accumulate
+    uint16_t *pmask      # a prediction's nonzero masks of a block of this shard's rows
+                         # (PREDICT_SKIP_ROWS x ceil(n_features / 16)), where it skips X's
+                         # zeros (predict_skip)
 
 
 cdef struct NetC:
@@ -292,6 +306,9 @@ cdef struct NetC:
     int64_t skip_split_batches          # ... of them, batches split over W's rows (for tests)
     uint16_t *xmask                     # ... with the batch rows' nonzero masks
                                         #     (ws_rows x ceil(n_features / 16))
+    bint predict_skip                   # the running prediction's first layer skips X's
+                                        # zeros, where one thread multiplies a shard's
+                                        # rows (masks in the shard's pmask)
     bint fs_ready                       # this epoch's split batches may take the feature
                                         # split (feature_split_applies), with:
     int fs_threads                      # ... buffers for this many threads:
@@ -511,6 +528,7 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
     cdef floating *a
     cdef const floating *bias
     cdef int l, done
+    cdef int64_t r, rb
     for l in range(first, s.n_layers):
         L = &s.layers[l]
         inp = layer_input(s, sh, l, x, training)
@@ -529,7 +547,18 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
             if done:
                 # z holds the biased pre-activation (and, when z is a, the activation too)
                 bias = NULL
-        if not done and l == 0 and training and skips_zeros(s, b, row0, nt):
+        if not done and l == 0 and not training and s.predict_skip and nt == 1:
+            # a prediction's rows on one thread: X's nonzeros alone (Engine.predict), in
+            # blocks whose rows stay in the caches between the masks and the product
+            if floating is float:
+                r = 0
+                while r < b:
+                    rb = min(b - r, PREDICT_SKIP_ROWS)
+                    nonzero_masks_f32(rb, L.fan_in, x + r * L.fan_in, sh.pmask)
+                    skip_gemm_nn_f32(rb, L.fan_out, L.fan_in, x + r * L.fan_in, sh.pmask,
+                                     params + L.w_off, z + r * L.fan_out)
+                    r += rb
+        elif not done and l == 0 and training and skips_zeros(s, b, row0, nt):
             # X's nonzeros: the masks of these rows, then the product over them alone
             if floating is float:
                 if nt == 1:
@@ -1554,7 +1583,8 @@ cdef class Engine:
     Use through :class:`fastmlp.backends.cpu.CPUNetwork`, which checks arguments.
     """
     cdef NetC s
-    cdef object _layers_arr, _params, _grads, _slots, _ws, _lb, _xmask
+    cdef object _layers_arr, _params, _grads, _slots, _ws, _lb, _xmask, _pmask
+    cdef readonly bint last_predict_skipped_zeros
     cdef object _shards_arr, _shard_ws, _shard_grads, _tw, _partial
     cdef object _fs_partial, _fs_masks, _fs_partial_shape, _fs_cuts, _fs_sync
     cdef int64_t _ws_size
@@ -1955,16 +1985,49 @@ cdef class Engine:
         return bool(predict_is_sharded(&self.s, n))
 
     def predict(self, X, out):
-        cdef int64_t n = X.shape[0]
+        """out (n, n_outputs) = the network's outputs for X (n, n_features), C-contiguous
+        arrays of the network's dtype.  Where one thread multiplies each shard's rows (a
+        split prediction, or one thread) and the first layer is wide enough for the general
+        products, its product skips X's zeros by the same density rule as training
+        (_predict_skips_zeros; last_predict_skipped_zeros says whether it did)."""
+        cdef int64_t n = X.shape[0], words = mask_words(&self.s)
+        cdef int k, n_shards
         self.ensure_workspace(min(n, 4096))
         cdef void *px = <void *> <size_t> X.ctypes.data
         cdef void *po = <void *> <size_t> out.ctypes.data
-        with nogil:
-            if self.is_f32:
-                predict_impl[float](&self.s, <float *> px, n, <float *> po, NULL)
-            else:
-                predict_impl[double](&self.s, <double *> px, n, <double *> po, NULL)
+        n_shards = self.s.n_shards if predict_is_sharded(&self.s, n) else 1
+        skip = (n > 0 and (n_shards > 1 or self.s.n_threads == 1)
+                and self._predict_skips_zeros(X))
+        if skip:
+            if self._pmask is None or self._pmask.shape[0] < (
+                    self.s.n_shards * PREDICT_SKIP_ROWS * words + FASTMLP_SLACK):
+                self._pmask = np.zeros(self.s.n_shards * PREDICT_SKIP_ROWS * words
+                                       + FASTMLP_SLACK, dtype=np.uint16)
+            for k in range(self.s.n_shards):
+                self.s.shards[k].pmask = <uint16_t *> <size_t> (
+                    self._pmask.ctypes.data + 2 * k * PREDICT_SKIP_ROWS * words)
+        self.last_predict_skipped_zeros = skip
+        self.s.predict_skip = skip
+        try:
+            with nogil:
+                if self.is_f32:
+                    predict_impl[float](&self.s, <float *> px, n, <float *> po, NULL)
+                else:
+                    predict_impl[double](&self.s, <double *> px, n, <double *> po, NULL)
+        finally:
+            self.s.predict_skip = False
         return out
+
+    def _predict_skips_zeros(self, X):
+        """Does a prediction on X skip its zeros in the first layer's product?  As an epoch
+        (_epoch_skips_zeros: float32, the density of a sample of X's rows at most
+        SKIP_ZEROS_MAX_DENSITY, or set_skip_zeros), for a first layer whose product goes
+        through the general kernels (not the narrow ones of dense_forward_small)."""
+        cdef LayerC *L = &self.s.layers[0]
+        cdef int64_t rows = min(X.shape[0], self.s.ws_rows)
+        if rows * L.fan_out * L.fan_in <= SMALL_GEMM_WORK:
+            return False
+        return self._epoch_skips_zeros(X)
 
 
 # ---------------------------------------------------------------------------------------
@@ -2095,21 +2158,29 @@ def _guards_intact(storage, int64_t n):
 
 
 def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=None,
-                     double beta=0.0, bint naive=False, int repeats=1, int n_threads=1):
+                     double beta=0.0, bint naive=False, int repeats=1, int n_threads=1,
+                     int64_t block_rows=0, out=None):
     """The first layer's zero-skipping products (csrc/zero_skip.c), masks included:
     kind "nn": X (b, d) @ B (d, N); "tn": beta * C + X.T @ B, B (b, N) (the weight
     gradient; C (d, N), beta 0 without C).  naive: the portable references.  n_threads >
     1: the direct path's split over B's rows (skip_gemm_split_k, skip_gemm_tn_rows).  The
     output lies between guard zones (RuntimeError if a kernel wrote past it).  repeats
     (>= 1): run the masks and the product that many times (beta 0), for the benchmarks.
-    Returns (a new float32 array, the masks as a (b, ceil(d / 16)) uint16 array)."""
+    block_rows > 0 (kind "nn", one thread): masks and product by blocks of that many rows,
+    as a prediction runs them (PREDICT_SKIP_ROWS).  out: a float32 C-contiguous array of
+    the output's shape to write into instead (no guard zones, no copy: for the benchmarks,
+    where a call's allocation would be timed with it; not with C).
+    Returns (a new float32 array, or out; the masks as a (b, ceil(d / 16)) uint16 array)."""
     cdef int64_t b = X.shape[0], d = X.shape[1], N = B.shape[1], dq = (X.shape[1] + 15) // 16
-    cdef int64_t out_rows
+    cdef int64_t out_rows, r0, rb
     cdef int rep
     cdef float beta_ = <float> beta
     cdef bint nn = kind == "nn"
     if kind not in ("nn", "tn"):
         raise ValueError(f"kind must be 'nn' or 'tn', got {kind!r}")
+    if block_rows < 0 or (block_rows > 0 and (kind != "nn" or n_threads != 1 or naive)):
+        raise ValueError(f"block_rows must be 0, or > 0 with kind 'nn', one thread and not "
+                         f"naive, got {block_rows}")
     if (kind == "nn" and B.shape[0] != d) or (kind == "tn" and B.shape[0] != b):
         raise ValueError(f"{kind} product of X {b}x{d} and B {B.shape[0]}x{N}: the inner "
                          f"dimensions differ")
@@ -2120,8 +2191,18 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
     if beta != 0.0 and (C is None or kind != "tn" or repeats > 1):
         raise ValueError("beta != 0 needs C, kind 'tn' and repeats == 1")
     out_rows = b if kind == "nn" else d
-    storage = _guarded(out_rows * N, np.float32)
-    out = storage[FASTMLP_SLACK:FASTMLP_SLACK + out_rows * N].reshape(out_rows, N)
+    given = out is not None
+    if given:
+        if C is not None:
+            raise ValueError("out and C cannot both be given")
+        if not (isinstance(out, np.ndarray) and out.dtype == np.float32
+                and out.flags.c_contiguous and out.shape == (out_rows, N)):
+            raise ValueError(f"out must be a C-contiguous float32 array of shape "
+                             f"{(out_rows, N)}")
+        storage = None
+    else:
+        storage = _guarded(out_rows * N, np.float32)
+        out = storage[FASTMLP_SLACK:FASTMLP_SLACK + out_rows * N].reshape(out_rows, N)
     if C is not None:
         out[...] = C
     masks = np.zeros((b, dq), dtype=np.uint16)
@@ -2144,16 +2225,25 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
                     skip_gemm_tn_naive_f32(b, N, d, Xp, Mp, Bp, beta_, Op)
             elif n_threads > 1 and nn:
                 skip_gemm_split_k_f32(b, N, d, Xp, Mp, Bp, NULL, -1, Op, Pp, n_threads)
+            elif block_rows > 0:
+                r0 = 0
+                while r0 < b:
+                    rb = min(block_rows, b - r0)
+                    nonzero_masks_f32(rb, d, Xp + r0 * d, Mp + r0 * dq)
+                    skip_gemm_nn_f32(rb, N, d, Xp + r0 * d, Mp + r0 * dq, Bp, Op + r0 * N)
+                    r0 += rb
             else:
                 nonzero_masks_f32(b, d, Xp, Mp)
                 if nn:
                     skip_gemm_nn_f32(b, N, d, Xp, Mp, Bp, Op)
                 else:
                     skip_gemm_tn_rows_f32(b, N, d, Xp, Mp, Bp, beta_, Op, n_threads)
-    if not _guards_intact(storage, out_rows * N):
-        raise RuntimeError("a zero-skipping kernel wrote outside its output")
     if not _guards_intact(partial_storage, (n_threads - 1) * b * N):
         raise RuntimeError("a zero-skipping kernel wrote outside its partial products")
+    if given:
+        return out, masks
+    if not _guards_intact(storage, out_rows * N):
+        raise RuntimeError("a zero-skipping kernel wrote outside its output")
     return out.copy(), masks
 
 
@@ -2426,3 +2516,4 @@ def kernel_direct_gemm_nt_act(floating[:, ::1] A, floating[:, ::1] B, Z, floatin
     if not _guards_intact(storage, M * N):
         raise RuntimeError(f"direct nt kernel wrote outside C ({M}x{N}x{K})")
     return out
+
