@@ -12,8 +12,10 @@ shuffled MNIST rows, in one process::
 2. Engine: 784-500-500-10, SGD momentum 0.9, on 8192 MNIST rows, epochs with skipping on
    (the density rule) and off (set_skip_zeros(False)) interleaved, per step at batch 32,
    128 and 512 on two threads.
+3. Predictions: the same network's outputs for the 8192 rows, skipping on and off
+   interleaved, on two threads (split over them by rows) and on one.
 
-benchmarks/RESULTS.md (sessions 18 to 20) has the numbers.
+benchmarks/RESULTS.md (sessions 18 to 20; predictions: session 23) has the numbers.
 """
 import sys
 import time
@@ -69,6 +71,26 @@ def engine(X, y, rounds):
               f"{dense:.0f} dense ({dense / skip:.2f}x; best of {rounds})")
 
 
+def predictions(X, y, rounds):
+    from benchmarks.report import fastmlp_epoch_fn
+    from fastmlp.backends.cpu import _network as cn
+    for n_threads in (2, 1):
+        _, net = fastmlp_epoch_fn((784, 500, 500, 10), X[:64], y[:64], 64,
+                                  n_threads=n_threads)
+        times = {None: [], False: []}
+        for _ in range(rounds):
+            for mode in (None, False):
+                previous = cn.set_skip_zeros(mode)
+                t = time.perf_counter()
+                net.forward(X)
+                times[mode].append(time.perf_counter() - t)
+                cn.set_skip_zeros(previous)
+        skip, dense = (min(times[m]) * 1e3 for m in (None, False))
+        print(f"predict {X.shape[0]} rows, 784-500-500-10, {n_threads} thread(s): "
+              f"{skip:.1f} ms skipping, {dense:.1f} dense ({dense / skip:.2f}x; best of "
+              f"{rounds})")
+
+
 def main(rounds=5):
     sys.path.insert(0, ".")
     from benchmarks.report import mnist_like
@@ -76,6 +98,7 @@ def main(rounds=5):
     print(f"data: {source}, {np.count_nonzero(X) / X.size:.0%} nonzero")
     kernels(X, rounds)
     engine(X, y, rounds)
+    predictions(X, y, rounds)
 
 
 if __name__ == "__main__":
