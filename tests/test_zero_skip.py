@@ -389,13 +389,29 @@ def test_prediction_through_the_kernels_matches_prediction_without(n_threads, n,
             skipped = net._engine.last_predict_skipped_zeros
     finally:
         _network.set_direct_kernels(direct)
-    engine = net._engine
-    general = min(n, 4096) * 64 * 100 > 32768   # SMALL_GEMM_WORK
-    one_thread_per_rows = n_threads == 1 or engine.will_shard_prediction(n)
-    assert skipped == (general and one_thread_per_rows)
+    sharded = net._engine.will_shard_prediction(n)
+    shard_rows = -(-n // 2) if sharded else n
+    general = min(shard_rows, 4096) * 64 * 100 > 32768   # SMALL_GEMM_WORK
+    assert skipped == (general and (n_threads == 1 or sharded))
     if n >= 1000:
         assert skipped, "the case this test is for"
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+
+
+def test_prediction_reports_no_skipping_where_its_shards_take_the_narrow_kernels(rng):
+    """A narrow first layer before wide ones: 16 rows split over two threads leave 8 per
+    shard, whose first product (8 x 4 x 1000) goes through the narrow kernels, so nothing
+    skips; 64 rows do skip."""
+    net = _predict_net((4, 1000, 1000, 3))
+    assert net._engine.will_shard_prediction(16)
+    for n, skips in ((16, False), (64, True)):
+        X = sparse_rows(rng, n, 4, 0.3)
+        with skip_zeros(False):
+            want = net.forward(X)
+        with skip_zeros(True):
+            got = net.forward(X)
+            assert net._engine.last_predict_skipped_zeros == skips
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
 
 
 def test_prediction_follows_the_density_rule(rng):

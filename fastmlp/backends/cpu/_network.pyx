@@ -1997,7 +1997,7 @@ cdef class Engine:
         cdef void *po = <void *> <size_t> out.ctypes.data
         n_shards = self.s.n_shards if predict_is_sharded(&self.s, n) else 1
         skip = (n > 0 and (n_shards > 1 or self.s.n_threads == 1)
-                and self._predict_skips_zeros(X))
+                and self._predict_skips_zeros(X, n_shards))
         if skip:
             if self._pmask is None or self._pmask.shape[0] < (
                     self.s.n_shards * PREDICT_SKIP_ROWS * words + FASTMLP_SLACK):
@@ -2018,13 +2018,14 @@ cdef class Engine:
             self.s.predict_skip = False
         return out
 
-    def _predict_skips_zeros(self, X):
-        """Does a prediction on X skip its zeros in the first layer's product?  As an epoch
-        (_epoch_skips_zeros: float32, the density of a sample of X's rows at most
-        SKIP_ZEROS_MAX_DENSITY, or set_skip_zeros), for a first layer whose product goes
-        through the general kernels (not the narrow ones of dense_forward_small)."""
+    def _predict_skips_zeros(self, X, int n_shards):
+        """Does a prediction on X, split into n_shards, skip its zeros in the first layer's
+        product?  As an epoch (_epoch_skips_zeros: float32, the density of a sample of X's
+        rows at most SKIP_ZEROS_MAX_DENSITY, or set_skip_zeros), where a shard's rows go
+        through the general kernels (not the narrow ones of dense_forward_small; a shard's
+        last, shorter chunk may still take those)."""
         cdef LayerC *L = &self.s.layers[0]
-        cdef int64_t rows = min(X.shape[0], self.s.ws_rows)
+        cdef int64_t rows = min(-(-X.shape[0] // n_shards), self.s.ws_rows)
         if rows * L.fan_out * L.fan_in <= SMALL_GEMM_WORK:
             return False
         return self._epoch_skips_zeros(X)
