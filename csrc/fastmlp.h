@@ -129,6 +129,10 @@ void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint
 void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X,
                            const uint16_t *masks, const float *dZ, float beta, float *dW,
                            int n_threads);
+/* Masks and Z (b, N) = X (b, d) @ W (d, N) over the nonzeros of many rows (a prediction,
+ * a full batch), by blocks of `block` rows spread over n_threads. */
+void skip_gemm_nn_blocks_f32(int64_t b, int64_t N, int64_t d, const float *X, uint16_t *masks,
+                             const float *W, float *Z, int64_t block, int n_threads);
 /* One thread's share of the features, [k0, k1) (k0 a multiple of 4): the words of masks
  * that cover them, Z (b, N) = X[:, k0:k1] @ W[k0:k1, :], and dW's rows [k0, k1), for the
  * batch's rows i < b: X's rows rows[i] (the epoch's shuffled order, read in place; rows

@@ -393,6 +393,28 @@ void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X,
 }
 
 
+/* ---- whole passes over many rows: predictions and full batches -------------------------
+ * masks (b, dq) and Z (b, N) = X (b, d) @ W (d, N) over the nonzeros, by blocks of `block`
+ * rows (each block's masks, then its product, while its rows are in the caches), the
+ * blocks spread over n_threads.  The masks stay for a weight gradient of the same rows
+ * (skip_gemm_tn_rows_f32). */
+void skip_gemm_nn_blocks_f32(int64_t b, int64_t N, int64_t d, const float *X, uint16_t *masks,
+                             const float *W, float *Z, int64_t block, int n_threads)
+{
+    const int64_t dq = (d + 15) / 16, n_blocks = block > 0 ? (b + block - 1) / block : 0;
+    int64_t k;
+    (void)n_threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1 && n_blocks > 1)
+#endif
+    for (k = 0; k < n_blocks; k++) {
+        const int64_t r0 = k * block, rb = b - r0 < block ? b - r0 : block;
+        nonzero_masks_f32(rb, d, X + r0 * d, masks + r0 * dq);
+        skip_gemm_nn_f32(rb, N, d, X + r0 * d, masks + r0 * dq, W, Z + r0 * N);
+    }
+}
+
+
 /* ---- one thread's share of X's columns: the engine's feature split ----------------------
  * A training step whose first layer is split over the input features (_network.pyx,
  * feature_split_thread) gives thread t the features [k0, k1) (k0 a multiple of 4), as its

@@ -506,6 +506,42 @@ def test_full_batch_larger_than_the_workspace(rng):
     np.testing.assert_allclose(f1, f2, rtol=1e-12)
 
 
+@pytest.mark.parametrize("n", [9000, 1200])
+def test_full_batch_split_over_the_threads(n, rng):
+    """A full batch split over two threads by rows (each shard its rows in chunks of the
+    workspace: 9,000 rows are two chunks per shard) matches the NumPy reference and one
+    thread; the shards' gradients are summed and left cleared, so training afterwards is
+    what it is without the full batch."""
+    spec = NetworkSpec((30, 64, 3), ("tanh", "softmax"), loss="categorical_crossentropy",
+                       l2=0.01)
+    X, y = rng.normal(size=(n, 30)), rng.integers(0, 3, n)
+    sw = rng.uniform(0.5, 2, n)
+    out = {}
+    for name, device, n_threads in (("numpy", "numpy", 1), ("one", "cpu", 1),
+                                    ("two", "cpu", 2)):
+        kwargs = {"n_threads": n_threads} if device == "cpu" else {}
+        net = make_network(spec, OptimizerSpec("sgd", 0.1), device=device, **kwargs)
+        net.set_params(init_params(spec, seed=0))
+        if name == "two":
+            assert net._engine.will_shard_prediction(n)
+        out[name] = (net.loss_and_grad(X, y, sw), net.compute_loss(X, y, sw))
+    for name in ("one", "two"):
+        (loss, grad), evaluated = out[name]
+        assert loss == pytest.approx(out["numpy"][0][0], rel=1e-12)
+        assert evaluated == pytest.approx(out["numpy"][1], rel=1e-12)
+        np.testing.assert_allclose(grad, out["numpy"][0][1], rtol=1e-9, atol=1e-13)
+    trained = []
+    for full_batch_first in (False, True):
+        net = make_network(spec, OptimizerSpec("sgd", 0.1), n_threads=2)
+        net.set_params(init_params(spec, seed=0))
+        if full_batch_first:
+            net.loss_and_grad(X, y, sw)
+        Xc, Yc, _ = validate_training_data(spec, X, y)
+        net.train_epoch(Xc, Yc, batch_size=n // 2, shuffle=False)
+        trained.append(net.get_params())
+    np.testing.assert_array_equal(trained[0], trained[1])
+
+
 def test_views_and_set_weights(device, rng):
     spec = NetworkSpec((3, 4, 2), ("relu", "identity"), use_bias=(True, False))
     net = make_network(spec, device=device)

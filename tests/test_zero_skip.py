@@ -375,24 +375,23 @@ def test_prediction_through_the_kernels_matches_prediction_without(n_threads, n,
                                                                    rng):
     """Rows around the blocks of PREDICT_SKIP_ROWS, split over the threads or not, through
     the AVX-512 kernels or the naive references: the outputs of the dense products, to
-    rounding; the rows too few for the general products (or for the split, on two
-    threads) predict densely."""
+    rounding; the rows too few for the general products predict densely."""
     net = _predict_net((100, 64, 32, 3), n_threads=n_threads)
     X = sparse_rows(rng, n, 100, 0.15)
     with skip_zeros(False):
         want = net.forward(X)
-        assert not net._engine.last_predict_skipped_zeros
+        assert not net._engine.last_call_skipped_zeros
     direct = _network.set_direct_kernels(kernels == "cpu's")
     try:
         with skip_zeros(True):
             got = net.forward(X)
-            skipped = net._engine.last_predict_skipped_zeros
+            skipped = net._engine.last_call_skipped_zeros
     finally:
         _network.set_direct_kernels(direct)
     sharded = net._engine.will_shard_prediction(n)
     shard_rows = -(-n // 2) if sharded else n
     general = min(shard_rows, 4096) * 64 * 100 > 32768   # SMALL_GEMM_WORK
-    assert skipped == (general and (n_threads == 1 or sharded))
+    assert skipped == general
     if n >= 1000:
         assert skipped, "the case this test is for"
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
@@ -410,7 +409,7 @@ def test_prediction_reports_no_skipping_where_its_shards_take_the_narrow_kernels
             want = net.forward(X)
         with skip_zeros(True):
             got = net.forward(X)
-            assert net._engine.last_predict_skipped_zeros == skips
+            assert net._engine.last_call_skipped_zeros == skips
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
 
 
@@ -424,14 +423,14 @@ def test_prediction_follows_the_density_rule(rng):
         want = {}
         for name, X, skips in (("sparse", sparse, AVX512), ("dense", dense, False)):
             want[name] = net.forward(X)
-            assert net._engine.last_predict_skipped_zeros == skips
+            assert net._engine.last_call_skipped_zeros == skips
         net64 = _predict_net((100, 64, 3), dtype="float64")
         out64 = net64.forward(sparse.astype(np.float64))
-        assert not net64._engine.last_predict_skipped_zeros
+        assert not net64._engine.last_call_skipped_zeros
         np.testing.assert_allclose(want["sparse"], out64, rtol=1e-4, atol=1e-6)
     with skip_zeros(False):
         np.testing.assert_allclose(net.forward(sparse), want["sparse"], rtol=2e-5, atol=1e-6)
-        assert not net._engine.last_predict_skipped_zeros
+        assert not net._engine.last_call_skipped_zeros
 
 
 def test_prediction_after_training_through_the_kernels_and_between_epochs(sparse_data):
@@ -454,11 +453,65 @@ def test_prediction_after_training_through_the_kernels_and_between_epochs(sparse
                                               epoch=e + 1))
                 if predict_between:
                     out = net.forward(Xc)
-                    assert net._engine.last_predict_skipped_zeros
+                    assert net._engine.last_call_skipped_zeros
                     assert np.isfinite(out).all()
         results.append((losses, net.get_params()))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n", [300, 4096, 5003])
+@pytest.mark.parametrize("kernels", ["cpu's", "naive"])
+def test_full_batch_through_the_kernels_matches_the_dense_one(n_threads, n, kernels, rng):
+    """Loss and gradient of a full batch (L-BFGS, evaluate), in chunks of the workspace
+    (5003 rows: two, the second accumulating into the gradient), with L2 and sample
+    weights: the dense products' to rounding."""
+    spec = NetworkSpec((100, 64, 32, 3), ("relu", "relu", "softmax"),
+                       loss="categorical_crossentropy", dtype="float32", l2=1e-3)
+    net = make_network(spec, OptimizerSpec("sgd", 0.1), n_threads=n_threads)
+    net.set_params(init_params(spec, seed=2))
+    X = sparse_rows(rng, n, 100, 0.15)
+    y = rng.integers(0, 3, n)
+    sw = rng.uniform(0.5, 2.0, n)
+    Xc, Yc, swc = validate_training_data(spec, X, y, sw)
+    with skip_zeros(False):
+        want_loss, want_grad = net.loss_and_grad(Xc, Yc, swc)
+        want_eval = net.compute_loss(Xc, Yc, swc)
+        assert not net._engine.last_call_skipped_zeros
+    direct = _network.set_direct_kernels(kernels == "cpu's")
+    try:
+        with skip_zeros(True):
+            loss, grad = net.loss_and_grad(Xc, Yc, swc)
+            assert net._engine.last_call_skipped_zeros
+            evaluated = net.compute_loss(Xc, Yc, swc)
+            assert net._engine.last_call_skipped_zeros
+    finally:
+        _network.set_direct_kernels(direct)
+    assert loss == pytest.approx(want_loss, rel=1e-5)
+    assert evaluated == pytest.approx(want_eval, rel=1e-5)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-6)
+    assert np.abs(grad[:100 * 64]).max() > 1e-4, "the first layer's gradient is tested"
+
+
+def test_lbfgs_fit_through_the_kernels_matches_the_dense_one(rng):
+    """scikit-learn's L-BFGS front on sparse float32 rows: the same fit to rounding."""
+    from fastmlp import MLPClassifier
+    X = sparse_rows(rng, 600, 100, 0.15)
+    y = rng.integers(0, 3, 600)
+    fits = {}
+    for mode in (False, None):
+        with skip_zeros(mode):
+            clf = MLPClassifier(hidden_layer_sizes=(64,), solver="lbfgs", max_iter=15,
+                                random_state=0, n_threads=2)
+            with pytest.warns(Warning):   # ConvergenceWarning: 15 iterations
+                clf.fit(X, y)
+            fits[mode] = clf
+    assert fits[None]._net._engine.last_call_skipped_zeros == AVX512
+    assert fits[None].n_iter_ == fits[False].n_iter_
+    assert fits[None].loss_ == pytest.approx(fits[False].loss_, rel=1e-4)
+    for a, b in zip(fits[None].coefs_, fits[False].coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.skipif(not AVX512, reason="the AVX-512 kernels are not available on this CPU")

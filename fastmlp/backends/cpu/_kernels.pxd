@@ -33,6 +33,7 @@ cdef extern from "fastmlp.h" nogil:
     void skip_gemm_tn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X, const uint16_t *masks, const float *dZ, float beta, float *dW)
     void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint16_t *masks, const float *W, const float *bias, int act, float *Z, float *partial, int n_threads)
     void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X, const uint16_t *masks, const float *dZ, float beta, float *dW, int n_threads)
+    void skip_gemm_nn_blocks_f32(int64_t b, int64_t N, int64_t d, const float *X, uint16_t *masks, const float *W, float *Z, int64_t block, int n_threads)
     void nonzero_masks_range_f32(int64_t b, int64_t d, const float *X, const int64_t *rows, int64_t k0, int64_t k1, uint16_t *masks)
     void skip_gemm_nn_range_f32(int64_t b, int64_t N, int64_t d, const float *X, const int64_t *rows, const uint16_t *masks, const float *W, float *Z, int64_t k0, int64_t k1)
     void prefetch_rows_range_f32(int64_t b, int64_t d, const float *X, const int64_t *rows, int64_t k0, int64_t k1)

@@ -22,9 +22,9 @@ zeros and holds most of the parameters (scikit-learn's default network on MNIST)
 most half as many rows as the input has features, takes the feature split instead: the
 first layer's products and update split over its input features (W0's rows, each thread
 its own), the rest of the network over the rows, all of an epoch's steps in one parallel
-region (feature_split_thread).  Predictions whose rows one thread multiplies (split over
-the threads, or on one) skip X's zeros by the same density rule, in blocks of
-PREDICT_SKIP_ROWS rows (Engine.predict).
+region (feature_split_thread).  Predictions and full batches (L-BFGS, evaluation) skip
+X's zeros by the same density rule, the forward product in blocks of PREDICT_SKIP_ROWS rows
+(Engine._begin_call).
 
 Short batches (at most DIRECT_MAX_ROWS rows; DIRECT_MAX_ROWS_THREADED when the product
 is split over threads) multiply through the direct kernels
@@ -104,9 +104,10 @@ cdef int64_t DIRECT_SPLIT_UPDATE_MIN = 1 << 16
 cdef double SKIP_ZEROS_MAX_DENSITY = 0.3
 cdef int SKIP_ZEROS_FORCED = -1   # -1: the density rule; 0 / 1: forced off / on
 cdef int64_t SKIP_ZEROS_SAMPLE_ROWS = 256
-# Predictions skip the zeros too (Engine.predict), in blocks of this many rows (masks, then
-# the product): 784-500-500-10 on 10,000 MNIST rows, two threads, 51 ms per call in blocks
-# of 16 to 256 rows, 55 in the workspace's 4096, 67 dense (benchmarks/RESULTS.md, session 23).
+# Predictions and full batches skip the zeros too (Engine._begin_call), their forward
+# product in blocks of this many rows (masks, then the product): 784-500-500-10 on 10,000
+# MNIST rows, two threads, 51 ms per prediction in blocks of 16 to 256 rows, 55 in the
+# workspace's 4096, 67 dense (benchmarks/RESULTS.md, session 23).
 cdef int64_t PREDICT_SKIP_ROWS = 128
 
 
@@ -275,9 +276,10 @@ cdef struct ShardC:
     double metrics[6]    # sum w*correct, w*mae, w*mse, w; sum data_loss*nb, penalty*nb
     bint grads_zeroed    # every weight gradient is 0 (cleared after its last read; see
                          # ZEROED_GRADS): the next weight-gradient products accumulate
-    uint16_t *pmask      # a prediction's nonzero masks of a block of this shard's rows
-                         # (PREDICT_SKIP_ROWS x ceil(n_features / 16)), where it skips X's
-                         # zeros (predict_skip)
+    uint16_t *pmask      # the nonzero masks of this shard's rows in a prediction or full
+                         # batch that skips X's zeros (call_skips; ws_rows x
+                         # ceil(n_features / 16)) ...
+    bint pmask_ready     # ... built by the forward pass of the rows now in the workspace
 
 
 cdef struct NetC:
@@ -306,9 +308,9 @@ cdef struct NetC:
     int64_t skip_split_batches          # ... of them, batches split over W's rows (for tests)
     uint16_t *xmask                     # ... with the batch rows' nonzero masks
                                         #     (ws_rows x ceil(n_features / 16))
-    bint predict_skip                   # the running prediction's first layer skips X's
-                                        # zeros, where one thread multiplies a shard's
-                                        # rows (masks in the shard's pmask)
+    bint call_skips                     # the running prediction's or full batch's first
+                                        # layer skips X's zeros (masks in the shards'
+                                        # pmask)
     bint fs_ready                       # this epoch's split batches may take the feature
                                         # split (feature_split_applies), with:
     int fs_threads                      # ... buffers for this many threads:
@@ -528,7 +530,6 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
     cdef floating *a
     cdef const floating *bias
     cdef int l, done
-    cdef int64_t r, rb
     for l in range(first, s.n_layers):
         L = &s.layers[l]
         inp = layer_input(s, sh, l, x, training)
@@ -547,17 +548,16 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
             if done:
                 # z holds the biased pre-activation (and, when z is a, the activation too)
                 bias = NULL
-        if not done and l == 0 and not training and s.predict_skip and nt == 1:
-            # a prediction's rows on one thread: X's nonzeros alone (Engine.predict), in
-            # blocks whose rows stay in the caches between the masks and the product
+        if l == 0:
+            sh.pmask_ready = False
+        if not done and l == 0 and not training and s.call_skips:
+            # a prediction's or a full batch's rows (Engine.predict, Engine.full_batch):
+            # X's nonzeros alone, in blocks whose rows stay in the caches between the masks
+            # and the product; the masks stay for the weight gradient (backward_batch)
             if floating is float:
-                r = 0
-                while r < b:
-                    rb = min(b - r, PREDICT_SKIP_ROWS)
-                    nonzero_masks_f32(rb, L.fan_in, x + r * L.fan_in, sh.pmask)
-                    skip_gemm_nn_f32(rb, L.fan_out, L.fan_in, x + r * L.fan_in, sh.pmask,
-                                     params + L.w_off, z + r * L.fan_out)
-                    r += rb
+                skip_gemm_nn_blocks_f32(b, L.fan_out, L.fan_in, x, sh.pmask, params + L.w_off,
+                                        z, PREDICT_SKIP_ROWS, nt)
+                sh.pmask_ready = True
         elif not done and l == 0 and training and skips_zeros(s, b, row0, nt):
             # X's nonzeros: the masks of these rows, then the product over them alone
             if floating is float:
@@ -687,6 +687,12 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
                 else:   # each thread the rows of dW that it updates (update_own_rows)
                     skip_gemm_tn_rows_f32(b, L.fan_out, L.fan_in, x, s.xmask, ws + L.g_off,
                                           w_beta, grads + L.w_off, nt)
+        elif l == 0 and not training and s.call_skips and sh.pmask_ready:
+            # a full batch's chunk, with the masks its forward pass left (each thread its
+            # rows of dW)
+            if floating is float:
+                skip_gemm_tn_rows_f32(b, L.fan_out, L.fan_in, x, sh.pmask, ws + L.g_off,
+                                      w_beta, grads + L.w_off, nt)
         else:
             mm_tn(L.fan_in, L.fan_out, b, layer_input(s, sh, l, x, training), ws + L.g_off,
                   w_beta, grads + L.w_off, nt)
@@ -1519,25 +1525,47 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
     return steps
 
 
+cdef void full_batch_rows(NetC *s, ShardC *sh, const floating *X, const floating *Y,
+                          const int64_t *labels, const floating *sw, int64_t lo, int64_t hi,
+                          double norm, bint want_grad, int nt, floating *dummy) noexcept nogil:
+    """Rows [lo, hi) of a full batch through shard sh, in chunks of the workspace capacity:
+    their data loss (normalised by the whole batch's norm) into sh.loss and, with
+    want_grad, their gradient into sh's gradient buffer (written, not added to)."""
+    cdef int64_t b, start = lo, d = s.n_features, K = s.n_outputs
+    sh.loss = 0.0
+    while lo < hi:
+        b = s.ws_rows if lo + s.ws_rows <= hi else hi - lo
+        forward_batch(s, sh, X + lo * d, b, lo, False, 0, nt, dummy)
+        sh.loss += output_loss(s, sh, b, Y + lo * K if Y != NULL else NULL,
+                               labels + lo if labels != NULL else NULL,
+                               sw + lo if sw != NULL else NULL, norm, False, nt, dummy)
+        if want_grad:
+            backward_batch(s, sh, X + lo * d, b, lo, False, lo > start, 0, nt, dummy)
+        lo += b
+
+
 cdef double full_batch_impl(NetC *s, const floating *X, const floating *Y,
                             const int64_t *labels, const floating *sw, int64_t n,
                             bint want_grad, bint include_penalty, floating *dummy) noexcept nogil:
     """Loss (and gradient into s.grads) of n rows as ONE batch, computed in chunks of
-    the workspace capacity with the normalisation of the whole batch."""
-    cdef ShardC *sh = &s.shards[0]
-    cdef int64_t lo, b, i, d = s.n_features, K = s.n_outputs
+    the workspace capacity with the normalisation of the whole batch; split over the
+    threads by rows as a prediction is (predict_is_sharded: each shard its rows, through
+    single-threaded BLAS, then the shards' gradients summed into shard 0's)."""
+    cdef int k, n_shards = s.n_shards if predict_is_sharded(s, n) else 1
     cdef double norm = loss_norm(s, sw, n), data_loss = 0.0, penalty = 0.0
-    lo = 0
-    while lo < n:
-        b = s.ws_rows if lo + s.ws_rows <= n else n - lo
-        forward_batch(s, sh, X + lo * d, b, lo, False, 0, s.n_threads, dummy)
-        data_loss += output_loss(s, sh, b, Y + lo * K if Y != NULL else NULL,
-                                 labels + lo if labels != NULL else NULL,
-                                 sw + lo if sw != NULL else NULL, norm, False, s.n_threads,
-                                 dummy)
+    if n_shards > 1:
+        for k in prange(n_shards, num_threads=n_shards, schedule="static", chunksize=1):
+            full_batch_rows(s, &s.shards[k], X, Y, labels, sw, n * k // n_shards,
+                            n * (k + 1) // n_shards, norm, want_grad, 1, dummy)
         if want_grad:
-            backward_batch(s, sh, X + lo * d, b, lo, False, lo > 0, 0, s.n_threads, dummy)
-        lo += b
+            reduce_grads(s, 0, s.n_params, n_shards, True, dummy)
+            for k in range(1, n_shards):
+                s.shards[k].grads_zeroed = True
+    else:
+        full_batch_rows(s, &s.shards[0], X, Y, labels, sw, 0, n, norm, want_grad,
+                        s.n_threads, dummy)
+    for k in range(n_shards):
+        data_loss += s.shards[k].loss
     if include_penalty or want_grad:
         penalty = penalty_pass(s, <floating *> s.grads if want_grad else NULL, norm, dummy)
     return data_loss + (penalty if include_penalty else 0.0)
@@ -1584,7 +1612,7 @@ cdef class Engine:
     """
     cdef NetC s
     cdef object _layers_arr, _params, _grads, _slots, _ws, _lb, _xmask, _pmask
-    cdef readonly bint last_predict_skipped_zeros
+    cdef readonly bint last_call_skipped_zeros
     cdef object _shards_arr, _shard_ws, _shard_grads, _tw, _partial
     cdef object _fs_partial, _fs_masks, _fs_partial_shape, _fs_cuts, _fs_sync
     cdef int64_t _ws_size
@@ -1961,7 +1989,9 @@ cdef class Engine:
 
     # -- full batch --------------------------------------------------------------------------
     def full_batch(self, X, Y, labels, sw, bint want_grad, bint include_penalty):
-        """Loss of all rows of X as one batch; with want_grad the gradient is in grads."""
+        """Loss of all rows of X as one batch; with want_grad the gradient is in grads.
+        The first layer's products skip X's zeros as a prediction's do (_begin_call;
+        last_call_skipped_zeros)."""
         cdef double loss
         cdef int64_t n = X.shape[0]
         self.ensure_workspace(min(n, 4096))
@@ -1969,45 +1999,36 @@ cdef class Engine:
         cdef void *py = <void *> <size_t> Y.ctypes.data if Y is not None else NULL
         cdef int64_t *pl = <int64_t *> <size_t> labels.ctypes.data if labels is not None else NULL
         cdef void *pw = <void *> <size_t> sw.ctypes.data if sw is not None else NULL
-        with nogil:
-            if self.is_f32:
-                loss = full_batch_impl[float](&self.s, <float *> px, <float *> py, pl,
-                                              <float *> pw, n, want_grad, include_penalty, NULL)
-            else:
-                loss = full_batch_impl[double](&self.s, <double *> px, <double *> py, pl,
-                                               <double *> pw, n, want_grad, include_penalty,
-                                               NULL)
+        self._begin_call(X, self.s.n_shards if predict_is_sharded(&self.s, n) else 1)
+        try:
+            with nogil:
+                if self.is_f32:
+                    loss = full_batch_impl[float](&self.s, <float *> px, <float *> py, pl,
+                                                  <float *> pw, n, want_grad, include_penalty,
+                                                  NULL)
+                else:
+                    loss = full_batch_impl[double](&self.s, <double *> px, <double *> py, pl,
+                                                   <double *> pw, n, want_grad,
+                                                   include_penalty, NULL)
+        finally:
+            self.s.call_skips = False
         return loss
 
     def will_shard_prediction(self, int64_t n):
-        """True when a prediction of n rows is split over the threads (each thread then
-        calls BLAS single-threaded)."""
+        """True when a prediction or full batch of n rows is split over the threads (each
+        thread then calls BLAS single-threaded)."""
         return bool(predict_is_sharded(&self.s, n))
 
     def predict(self, X, out):
         """out (n, n_outputs) = the network's outputs for X (n, n_features), C-contiguous
-        arrays of the network's dtype.  Where one thread multiplies each shard's rows (a
-        split prediction, or one thread) and the first layer is wide enough for the general
+        arrays of the network's dtype.  Where the first layer is wide enough for the general
         products, its product skips X's zeros by the same density rule as training
-        (_predict_skips_zeros; last_predict_skipped_zeros says whether it did)."""
-        cdef int64_t n = X.shape[0], words = mask_words(&self.s)
-        cdef int k, n_shards
+        (_begin_call; last_call_skipped_zeros says whether it did)."""
+        cdef int64_t n = X.shape[0]
         self.ensure_workspace(min(n, 4096))
         cdef void *px = <void *> <size_t> X.ctypes.data
         cdef void *po = <void *> <size_t> out.ctypes.data
-        n_shards = self.s.n_shards if predict_is_sharded(&self.s, n) else 1
-        skip = (n > 0 and (n_shards > 1 or self.s.n_threads == 1)
-                and self._predict_skips_zeros(X, n_shards))
-        if skip:
-            if self._pmask is None or self._pmask.shape[0] < (
-                    self.s.n_shards * PREDICT_SKIP_ROWS * words + FASTMLP_SLACK):
-                self._pmask = np.zeros(self.s.n_shards * PREDICT_SKIP_ROWS * words
-                                       + FASTMLP_SLACK, dtype=np.uint16)
-            for k in range(self.s.n_shards):
-                self.s.shards[k].pmask = <uint16_t *> <size_t> (
-                    self._pmask.ctypes.data + 2 * k * PREDICT_SKIP_ROWS * words)
-        self.last_predict_skipped_zeros = skip
-        self.s.predict_skip = skip
+        self._begin_call(X, self.s.n_shards if predict_is_sharded(&self.s, n) else 1)
         try:
             with nogil:
                 if self.is_f32:
@@ -2015,20 +2036,33 @@ cdef class Engine:
                 else:
                     predict_impl[double](&self.s, <double *> px, n, <double *> po, NULL)
         finally:
-            self.s.predict_skip = False
+            self.s.call_skips = False
         return out
 
-    def _predict_skips_zeros(self, X, int n_shards):
-        """Does a prediction on X, split into n_shards, skip its zeros in the first layer's
-        product?  As an epoch (_epoch_skips_zeros: float32, the density of a sample of X's
-        rows at most SKIP_ZEROS_MAX_DENSITY, or set_skip_zeros), where a shard's rows go
-        through the general kernels (not the narrow ones of dense_forward_small; a shard's
-        last, shorter chunk may still take those)."""
+    def _begin_call(self, X, int n_shards):
+        """Set s.call_skips (and last_call_skipped_zeros) for a prediction or full batch on
+        X split into n_shards: does its first layer skip X's zeros?  As an epoch
+        (_epoch_skips_zeros: float32, the density of a sample of X's rows at most
+        SKIP_ZEROS_MAX_DENSITY, or set_skip_zeros), where a shard's rows go through the
+        general kernels (not the narrow ones of dense_forward_small; a shard's last, shorter
+        chunk may still take those).  Points the shards' pmask at masks for ws_rows rows
+        each."""
         cdef LayerC *L = &self.s.layers[0]
-        cdef int64_t rows = min(-(-X.shape[0] // n_shards), self.s.ws_rows)
-        if rows * L.fan_out * L.fan_in <= SMALL_GEMM_WORK:
-            return False
-        return self._epoch_skips_zeros(X)
+        cdef int64_t n = X.shape[0], rows, words = mask_words(&self.s)
+        cdef int k
+        rows = min(-(-n // n_shards), self.s.ws_rows)
+        skip = (n > 0 and rows * L.fan_out * L.fan_in > SMALL_GEMM_WORK
+                and self._epoch_skips_zeros(X))
+        if skip:
+            size = self.s.n_shards * self.s.ws_rows * words + FASTMLP_SLACK
+            if self._pmask is None or self._pmask.shape[0] < size:
+                self._pmask = np.zeros(size, dtype=np.uint16)
+            for k in range(self.s.n_shards):
+                self.s.shards[k].pmask = <uint16_t *> <size_t> (
+                    self._pmask.ctypes.data + 2 * k * self.s.ws_rows * words)
+                self.s.shards[k].pmask_ready = False
+        self.last_call_skipped_zeros = skip
+        self.s.call_skips = skip
 
 
 # ---------------------------------------------------------------------------------------
@@ -2173,7 +2207,7 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
     where a call's allocation would be timed with it; not with C).
     Returns (a new float32 array, or out; the masks as a (b, ceil(d / 16)) uint16 array)."""
     cdef int64_t b = X.shape[0], d = X.shape[1], N = B.shape[1], dq = (X.shape[1] + 15) // 16
-    cdef int64_t out_rows, r0, rb
+    cdef int64_t out_rows
     cdef int rep
     cdef float beta_ = <float> beta
     cdef bint nn = kind == "nn"
@@ -2227,12 +2261,7 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
             elif n_threads > 1 and nn:
                 skip_gemm_split_k_f32(b, N, d, Xp, Mp, Bp, NULL, -1, Op, Pp, n_threads)
             elif block_rows > 0:
-                r0 = 0
-                while r0 < b:
-                    rb = min(block_rows, b - r0)
-                    nonzero_masks_f32(rb, d, Xp + r0 * d, Mp + r0 * dq)
-                    skip_gemm_nn_f32(rb, N, d, Xp + r0 * d, Mp + r0 * dq, Bp, Op + r0 * N)
-                    r0 += rb
+                skip_gemm_nn_blocks_f32(b, N, d, Xp, Mp, Bp, Op, block_rows, 1)
             else:
                 nonzero_masks_f32(b, d, Xp, Mp)
                 if nn:

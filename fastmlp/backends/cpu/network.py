@@ -250,7 +250,9 @@ class CPUNetwork(Network):
         if Y is None:
             raise ValueError("y is required")
         Y, labels = self._split_targets(Y)
-        with blas_threads(self._engine.n_threads):
+        # rows split over the threads call BLAS single-threaded in each thread
+        sharded = self._engine.will_shard_prediction(X.shape[0])
+        with blas_threads(1 if sharded else self._engine.n_threads):
             return self._engine.full_batch(X, Y, labels, sw, want_grad, include_penalty)
 
     @_locked
