@@ -1103,8 +1103,9 @@ cdef inline double loss_norm(NetC *s, const floating *w, int64_t n) noexcept nog
 # threads' forward products read all of W0, so each thread's update writes lines the other
 # core holds, and the shards' dW0 are summed across cores (its update took 18 ms of a 92
 # ms epoch on two threads, 9.5 on one; benchmarks/RESULTS.md, session 20).  What crosses
-# cores instead: the partial products' rows and dZ0 (b x fan_out each).  The other layers stay split by rows, as in the batch
-# split; two barriers per step and no fork or join between steps.
+# cores instead: the partial products' rows and dZ0 (b x fan_out each).  The other layers
+# stay split by rows, as in the batch split; two barriers per step and no fork or join
+# between steps.
 #
 # It pays while the batch is short against the input: what crosses cores per step, 2 b x
 # fan_out (P and dZ0), against about 2 n_features x fan_out for the batch split (W0's lines
@@ -1999,7 +2000,7 @@ cdef class Engine:
         cdef void *py = <void *> <size_t> Y.ctypes.data if Y is not None else NULL
         cdef int64_t *pl = <int64_t *> <size_t> labels.ctypes.data if labels is not None else NULL
         cdef void *pw = <void *> <size_t> sw.ctypes.data if sw is not None else NULL
-        self._begin_call(X, self.s.n_shards if predict_is_sharded(&self.s, n) else 1)
+        self._begin_call(X)
         try:
             with nogil:
                 if self.is_f32:
@@ -2028,7 +2029,7 @@ cdef class Engine:
         self.ensure_workspace(min(n, 4096))
         cdef void *px = <void *> <size_t> X.ctypes.data
         cdef void *po = <void *> <size_t> out.ctypes.data
-        self._begin_call(X, self.s.n_shards if predict_is_sharded(&self.s, n) else 1)
+        self._begin_call(X)
         try:
             with nogil:
                 if self.is_f32:
@@ -2039,9 +2040,10 @@ cdef class Engine:
             self.s.call_skips = False
         return out
 
-    def _begin_call(self, X, int n_shards):
+    def _begin_call(self, X):
         """Set s.call_skips (and last_call_skipped_zeros) for a prediction or full batch on
-        X split into n_shards: does its first layer skip X's zeros?  As an epoch
+        X, split over the threads as predict_is_sharded says (predict_impl,
+        full_batch_impl): does its first layer skip X's zeros?  As an epoch
         (_epoch_skips_zeros: float32, the density of a sample of X's rows at most
         SKIP_ZEROS_MAX_DENSITY, or set_skip_zeros), where a shard's rows go through the
         general kernels (not the narrow ones of dense_forward_small; a shard's last, shorter
@@ -2049,7 +2051,7 @@ cdef class Engine:
         each."""
         cdef LayerC *L = &self.s.layers[0]
         cdef int64_t n = X.shape[0], rows, words = mask_words(&self.s)
-        cdef int k
+        cdef int k, n_shards = self.s.n_shards if predict_is_sharded(&self.s, n) else 1
         rows = min(-(-n // n_shards), self.s.ws_rows)
         skip = (n > 0 and rows * L.fan_out * L.fan_in > SMALL_GEMM_WORK
                 and self._epoch_skips_zeros(X))
@@ -2546,4 +2548,3 @@ def kernel_direct_gemm_nt_act(floating[:, ::1] A, floating[:, ::1] B, Z, floatin
     if not _guards_intact(storage, M * N):
         raise RuntimeError(f"direct nt kernel wrote outside C ({M}x{N}x{K})")
     return out
-
