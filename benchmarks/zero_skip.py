@@ -14,8 +14,12 @@ shuffled MNIST rows, in one process::
    128 and 512 on two threads.
 3. Predictions: the same network's outputs for the 8192 rows, skipping on and off
    interleaved, on two threads (split over them by rows) and on one.
+4. Full batches, on all 60,000 MNIST rows: the loss and gradient of scikit-learn's
+   default network (784-100-10, alpha 1e-4) as L-BFGS asks for them, on two threads and
+   one; then MLPClassifier(solver="lbfgs", max_iter=30) fitted (one fit each way).
 
-benchmarks/RESULTS.md (sessions 18 to 20; predictions: session 23) has the numbers.
+benchmarks/RESULTS.md (sessions 18 to 20; predictions and full batches: session 23) has
+the numbers.
 """
 import sys
 import time
@@ -87,6 +91,33 @@ def predictions(X, y, rounds):
               f"{rounds})")
 
 
+def full_batches(rounds):
+    import warnings
+    from benchmarks.report import mnist_like
+    from fastmlp import MLPClassifier
+    from fastmlp.backends import make_network, validate_training_data
+    from fastmlp.backends.base import NetworkSpec, OptimizerSpec
+    from fastmlp.initializers import init_params
+    X, y, _ = mnist_like(60000, np.random.default_rng(0))
+    spec = NetworkSpec((784, 100, 10), ("relu", "softmax"), loss="categorical_crossentropy",
+                       dtype="float32", l2=0.5e-4)
+    for n_threads in (2, 1):
+        net = make_network(spec, OptimizerSpec("sgd", 0.1), n_threads=n_threads)
+        net.set_params(init_params(spec, seed=0))
+        Xc, Yc, _ = validate_training_data(spec, X, y)
+        skip, dense = (sec * 1e3 for sec in skipping_and_dense(
+            lambda: net.loss_and_grad(Xc, Yc), rounds))
+        print(f"loss and gradient of {X.shape[0]} rows, 784-100-10, {n_threads} thread(s): "
+              f"{skip:.1f} ms skipping, {dense:.1f} dense ({dense / skip:.2f}x; best of "
+              f"{rounds})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # ConvergenceWarning: 30 iterations
+        skip, dense = skipping_and_dense(lambda: MLPClassifier(
+            solver="lbfgs", max_iter=30, random_state=0).fit(X, y), 1)
+    print(f"MLPClassifier(solver='lbfgs', max_iter=30) on {X.shape[0]} rows: {skip:.2f} s "
+          f"skipping, {dense:.2f} dense ({dense / skip:.2f}x)")
+
+
 def main(rounds=5):
     sys.path.insert(0, ".")
     from benchmarks.report import mnist_like
@@ -95,6 +126,7 @@ def main(rounds=5):
     kernels(X, rounds)
     engine(X, y, rounds)
     predictions(X, y, rounds)
+    full_batches(rounds)
 
 
 if __name__ == "__main__":
