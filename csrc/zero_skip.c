@@ -175,105 +175,237 @@ FM_AVX512_INLINE void zs_store(int v, int NV, __mmask16 last, float *p, __m512 x
     default: break;                                                                       \
     }
 
-/* the bits of mask word q that stand for features in [k0, k1) (k0 <= 16 q + 15, 16 q < k1) */
-static inline unsigned zs_word_in_range(int64_t q, int64_t k0, int64_t k1)
+/* ---- blocks of features and their lists of rows --------------------------------------
+ * Both products work on blocks of ZS_F = 4 features (4 rows of W and of dW, a quarter of
+ * a mask word) and, for each block, the list of the batch's rows that have a nonzero among
+ * its features (zs_row_lists: one pass over the masks, without a branch per row).  Per
+ * listed row a kernel does the block's 4 multiply-adds per vector, zeros included: on MNIST
+ * a listed row holds 2.7 nonzeros of the 4, so 1.5x the multiply-adds of the nonzeros
+ * alone, for work by registers.  Testing the rows' bits in the product loops instead costs
+ * a mispredicted branch on about a third of (block, row) pairs (1.1-1.4x slower; session
+ * 24, benchmarks/RESULTS.md).  Lists are built for up to ZS_LIST_ROWS rows and
+ * ZS_LIST_BLOCKS blocks at once (row offsets in a byte; 16.5 KB on the stack) and serve
+ * every column panel of those rows and blocks. */
+#define ZS_F 4
+#define ZS_LIST_ROWS 128
+#define ZS_LIST_BLOCKS 128
+
+typedef struct {
+    int64_t r0;                                   /* the rows r0 + row[k][e] */
+    int64_t j0;                                   /* block k: features j0 + ZS_F k + f */
+    int n_blocks;
+    uint8_t count[ZS_LIST_BLOCKS];                /* rows listed per block */
+    uint8_t lanes[ZS_LIST_BLOCKS];                /* bit f: feature f is in [k0, k1) */
+    uint8_t row[ZS_LIST_BLOCKS][ZS_LIST_ROWS];
+} zs_lists;
+
+/* Lists of the rows [r0, r0 + rc) (rc <= ZS_LIST_ROWS) for the n_blocks blocks from
+ * feature j0 (a multiple of ZS_F; n_blocks <= ZS_LIST_BLOCKS), features outside [k0, k1)
+ * left out: the block's valid features (lanes) of each set. */
+static inline unsigned zs_block_lanes(int64_t j, int64_t k0, int64_t k1)
 {
-    const int64_t lo = k0 - 16 * q, hi = k1 - 16 * q;
-    return (lo > 0 ? 0xFFFFu << lo : 0xFFFFu) & (hi < 16 ? (1u << hi) - 1 : 0xFFFFu);
+    unsigned lanes = 0;
+    for (int f = 0; f < ZS_F; f++) lanes |= (unsigned)(j + f >= k0 && j + f < k1) << f;
+    return lanes;
 }
 
-/* Forward, one column panel of NV vectors (W, Z: the panel's first columns), over the
- * features [k0, k1) (all of them, or a thread's share of a product split over W's rows):
- * for each row of X its panel sums in NV registers, per nonzero x_ij one broadcast, NV
- * loads of W's row j and NV multiply-adds (W's rows stay in L2 across the batch; each row
- * of X is read once per panel). */
-FM_AVX512_INLINE void zs_nn_panel(const int NV, int64_t b, int64_t N, int64_t d,
-                                  const float *X, const int64_t *rows, const uint16_t *masks,
-                                  const float *W, float *Z, __mmask16 last, int64_t k0,
-                                  int64_t k1)
+/* one row at a time (the masks of fewer than two words a row) */
+static void zs_row_lists_scalar(int64_t dq, const uint16_t *masks, int64_t r0, int64_t rc,
+                                int64_t j0, int n_blocks, int64_t k0, int64_t k1,
+                                zs_lists *L)
 {
-    const int64_t dq = (d + 15) / 16;
-    for (int64_t i = 0; i < b; i++) {
-        const float *x = ZS_ROW(X, rows, i, d);
-        const uint16_t *mi = masks + i * dq;
-        __m512 acc[8];
-        for (int v = 0; v < NV; v++) acc[v] = _mm512_setzero_ps();
-        for (int64_t q = k0 / 16; 16 * q < k1; q++) {
-            unsigned bits = mi[q] & zs_word_in_range(q, k0, k1);
-            while (bits) {
-                const int64_t j = 16 * q + __builtin_ctz(bits);
-                bits &= bits - 1;
-                const __m512 s = _mm512_set1_ps(x[j]);
-                const float *w = W + j * N;
-                for (int v = 0; v < NV; v++)
-                    acc[v] = _mm512_fmadd_ps(s, zs_load(v, NV, last, w + 16 * v), acc[v]);
-            }
+    for (int k = 0; k < n_blocks; k++) {
+        const int64_t j = j0 + ZS_F * k;
+        const unsigned lanes = zs_block_lanes(j, k0, k1);
+        const uint16_t *m = rc > 0 ? masks + r0 * dq + j / 16 : NULL;
+        const int shift = (int)(j % 16);
+        uint8_t *row = L->row[k];
+        unsigned n = 0;
+        for (int64_t i = 0; i < rc; i++) {   /* written always, kept when the row has one */
+            row[n] = (uint8_t)i;
+            n += ((m[i * dq] >> shift) & lanes) != 0;
         }
-        for (int v = 0; v < NV; v++) zs_store(v, NV, last, Z + i * N + 16 * v, acc[v]);
+        L->count[k] = (uint8_t)n;
+        L->lanes[k] = (uint8_t)lanes;
     }
 }
 
-#define ZS_NN_V 8   /* vectors per forward panel (8 of the 32 registers) */
+/* 16 rows at a time: their mask words gathered (as 32-bit reads of word q with the word
+ * before it, or after it for q = 0, all inside the row), each block's bits tested in 16
+ * lanes at once and the offsets of the rows that have one compressed into the list (6x
+ * faster than a row at a time, 1.5 against 9 us for 98 blocks of 128 MNIST rows). */
+FM_AVX512 static void zs_row_lists(int64_t dq, const uint16_t *masks, int64_t r0, int64_t rc,
+                                   int64_t j0, int n_blocks, int64_t k0, int64_t k1,
+                                   zs_lists *L)
+{
+    L->r0 = r0;
+    L->j0 = j0;
+    L->n_blocks = n_blocks;
+    if (dq < 2 || rc <= 0 || dq > INT32_MAX / ZS_LIST_ROWS) {
+        zs_row_lists_scalar(dq, masks, r0, rc, j0, n_blocks, k0, k1, L);
+        return;
+    }
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                           15);
+    const __m512i row_words = _mm512_mullo_epi32(iota, _mm512_set1_epi32((int)dq));
+    const int groups = (int)((rc + 15) / 16);
+    __m512i words[ZS_LIST_ROWS / 16];
+    int64_t q_loaded = -1;
+    int low_bit = 0;
+    for (int k = 0; k < n_blocks; k++) {
+        const int64_t j = j0 + ZS_F * k, q = j / 16;
+        if (q != q_loaded) {
+            const uint16_t *at = masks + r0 * dq + (q > 0 ? q - 1 : 0);
+            low_bit = q > 0 ? 16 : 0;
+            for (int g = 0; g < groups; g++)
+                words[g] = _mm512_mask_i32gather_epi32(
+                    _mm512_setzero_si512(), zs_lanes(rc - 16 * g),
+                    _mm512_add_epi32(row_words, _mm512_set1_epi32((int)(16 * g * dq))), at, 2);
+            q_loaded = q;
+        }
+        const unsigned lanes = zs_block_lanes(j, k0, k1);
+        const __m512i shift = _mm512_set1_epi32(low_bit + (int)(j % 16));
+        const __m512i keep = _mm512_set1_epi32((int)lanes);
+        uint8_t *row = L->row[k];
+        unsigned n = 0;
+        for (int g = 0; g < groups; g++) {
+            const __m512i bits = _mm512_and_si512(_mm512_srlv_epi32(words[g], shift), keep);
+            const __mmask16 any = _mm512_test_epi32_mask(bits, bits);
+            const __m512i offsets = _mm512_maskz_compress_epi32(
+                any, _mm512_add_epi32(iota, _mm512_set1_epi32(16 * g)));
+            /* 16 bytes at n <= 16 g: inside the list's ZS_LIST_ROWS */
+            _mm_storeu_si128((__m128i *)(row + n), _mm512_cvtepi32_epi8(offsets));
+            n += (unsigned)__builtin_popcount((unsigned)any);
+        }
+        L->count[k] = (uint8_t)n;
+        L->lanes[k] = (uint8_t)lanes;
+    }
+}
 
-/* Z (b, N) = X[:, k0:k1] @ W[k0:k1, :] over the nonzeros */
+/* the ZS_F values x_j.. of a listed row, the features outside the block's lanes zero */
+#define ZS_BROADCASTS(s, x, lanes)                                                        \
+    for (int f = 0; f < ZS_F; f++)                                                        \
+        s[f] = _mm512_set1_ps((lanes) == 0xFu || (((lanes) >> f) & 1u) ? (x)[f] : 0.0f)
+
+/* Forward, one column panel of NV vectors (W, Z: the panel's first columns), the lists'
+ * rows and blocks: per block its rows of W's panel in ZS_F x NV registers (28 of the 32 at
+ * NV = 7; read once per panel), then per listed row i: Z_i's panel loaded, ZS_F
+ * multiply-adds per vector, stored (the panel's rows stay in L2).  `first`: the panel's
+ * rows start from zero (the first blocks of the product). */
+FM_AVX512_INLINE void zs_nn_panel(const int NV, const zs_lists *L, int64_t rc, int64_t N,
+                                  int64_t d, const float *X, const int64_t *rows,
+                                  const float *W, float *Z, __mmask16 last, int first)
+{
+    if (first)
+        for (int64_t i = L->r0; i < L->r0 + rc; i++)
+            for (int v = 0; v < NV; v++) zs_store(v, NV, last, Z + i * N + 16 * v,
+                                                  _mm512_setzero_ps());
+    for (int k = 0; k < L->n_blocks; k++) {
+        const int n = L->count[k];
+        if (n == 0) continue;
+        const int64_t j = L->j0 + ZS_F * k;
+        const unsigned lanes = L->lanes[k];
+        const uint8_t *row = L->row[k];
+        __m512 w[ZS_F][8];
+        for (int f = 0; f < ZS_F; f++)
+            for (int v = 0; v < NV; v++)
+                w[f][v] = (lanes >> f) & 1u ? zs_load(v, NV, last, W + (j + f) * N + 16 * v)
+                                            : _mm512_setzero_ps();
+        for (int e = 0; e < n; e++) {
+            const int64_t i = L->r0 + row[e];
+            const float *x = ZS_ROW(X, rows, i, d) + j;
+            float *z = Z + i * N;
+            __m512 s[ZS_F];
+            ZS_BROADCASTS(s, x, lanes);
+            for (int v = 0; v < NV; v++) {
+                __m512 a = zs_load(v, NV, last, z + 16 * v);
+                for (int f = 0; f < ZS_F; f++) a = _mm512_fmadd_ps(s[f], w[f][v], a);
+                zs_store(v, NV, last, z + 16 * v, a);
+            }
+        }
+    }
+}
+
+#define ZS_NN_V 7   /* vectors per forward panel */
+
+/* first block of the features [k0, k1), and how many blocks from j0 one set of lists takes */
+static inline int64_t zs_first_block(int64_t k0) { return k0 - k0 % ZS_F; }
+static inline int zs_blocks_from(int64_t j0, int64_t k1)
+{
+    const int64_t n = (k1 - j0 + ZS_F - 1) / ZS_F;
+    return n <= 0 ? 0 : n < ZS_LIST_BLOCKS ? (int)n : ZS_LIST_BLOCKS;
+}
+
+/* Z (b, N) = X[:, k0:k1] @ W[k0:k1, :] over the nonzeros (k0 >= k1: Z = 0) */
 FM_AVX512 static void skip_gemm_nn_avx512(int64_t b, int64_t N, int64_t d, const float *X,
                                           const int64_t *rows, const uint16_t *masks,
                                           const float *W, float *restrict Z, int64_t k0,
                                           int64_t k1)
 {
-    for (int64_t n0 = 0; n0 < N; n0 += 16 * ZS_NN_V) {
-        __mmask16 last;
-        const int nv = zs_panel(N, n0, ZS_NN_V, &last);
-        ZS_PANEL_CASES(nv, zs_nn_panel, b, N, d, X, rows, masks, W + n0, Z + n0, last, k0, k1)
+    const int64_t dq = (d + 15) / 16, jb = zs_first_block(k0);
+    zs_lists L;
+    for (int64_t r0 = 0; r0 < b; r0 += ZS_LIST_ROWS) {
+        const int64_t rc = b - r0 < ZS_LIST_ROWS ? b - r0 : ZS_LIST_ROWS;
+        int64_t j0 = jb;
+        do {   /* once at least: Z's rows are written even when [k0, k1) is empty */
+            const int nb = zs_blocks_from(j0, k1);
+            zs_row_lists(dq, masks, r0, rc, j0, nb, k0, k1, &L);
+            for (int64_t n0 = 0; n0 < N; n0 += 16 * ZS_NN_V) {
+                __mmask16 last;
+                const int nv = zs_panel(N, n0, ZS_NN_V, &last);
+                ZS_PANEL_CASES(nv, zs_nn_panel, &L, rc, N, d, X, rows, W + n0, Z + n0, last,
+                               j0 == jb)
+            }
+            j0 += (int64_t)ZS_F * ZS_LIST_BLOCKS;
+        } while (j0 < k1);
     }
 }
 
-/* Weight gradient, one column panel of NV vectors (dZ, dW: the panel's first columns):
- * blocks of ZS_TN_F features (rows of dW), ZS_TN_F x NV accumulators (28 of the 32
- * registers at NV = 7); each row of the batch whose ZS_TN_F features are all zero is
- * skipped (its mask bits), the others add x_ij dZ_i to the block's rows j (one load of
- * dZ_i's panel per ZS_TN_F rows of dW).  On MNIST rows a block of 4 does 1.5x the
- * multiply-adds of the nonzeros alone; variants that did exactly those (per-feature row
- * lists of the nonzeros, with their values; dW's rows in L1 updated per nonzero) were no
- * faster (benchmarks/RESULTS.md, session 19). */
-#define ZS_TN_F 4   /* features per block: a divisor of 16, so no block spans two words */
+/* Weight gradient, one column panel of NV vectors (dZ, dW: the panel's first columns), the
+ * lists' rows and blocks: per block ZS_F x NV accumulators (28 of the 32 registers at
+ * NV = 7), per listed row i one load of dZ_i's panel for ZS_F multiply-adds.  `first`:
+ * the lists' rows are the batch's first, and the block's rows of dW become beta dW plus
+ * their sums; otherwise the sums are added to dW's rows.  The accumulators start from zero
+ * and dW's rows are read once, at the end, with one scale for all cases (`keep`): loading
+ * the accumulators from dW, or a branch per case there, made GCC keep them on the stack,
+ * 2.3x slower (session 24). */
 #define ZS_TN_V 7   /* vectors per panel */
 
-FM_AVX512_INLINE void zs_tn_panel(const int NV, int64_t b, int64_t N, int64_t d,
-                                  const float *X, const int64_t *rows, const uint16_t *masks,
-                                  const float *dZ, float beta, float *dW, __mmask16 last,
-                                  int64_t k0, int64_t k1)
+FM_AVX512_INLINE void zs_tn_panel(const int NV, const zs_lists *L, int64_t N, int64_t d,
+                                  const float *X, const int64_t *rows, const float *dZ,
+                                  float beta, float *dW, __mmask16 last, int first)
 {
-    const int64_t dq = (d + 15) / 16;
-    for (int64_t j0 = k0; j0 < k1; j0 += ZS_TN_F) {
-        const int nf = k1 - j0 < ZS_TN_F ? (int)(k1 - j0) : ZS_TN_F;
-        const int64_t q = j0 / 16;
-        const int shift = (int)(j0 % 16);
-        __m512 acc[ZS_TN_F][8];
-        for (int f = 0; f < ZS_TN_F; f++)
+    const float keep = first ? beta : 1.0f;   /* dW's rows become keep dW + the sums */
+    for (int k = 0; k < L->n_blocks; k++) {
+        const int n = L->count[k];
+        if (n == 0 && !first) continue;
+        const int64_t j = L->j0 + ZS_F * k;
+        const unsigned lanes = L->lanes[k];
+        const uint8_t *row = L->row[k];
+        __m512 acc[ZS_F][8];
+        for (int f = 0; f < ZS_F; f++)
             for (int v = 0; v < NV; v++) acc[f][v] = _mm512_setzero_ps();
-        for (int64_t i = 0; i < b; i++) {
-            if (!((masks[i * dq + q] >> shift) & ((1u << ZS_TN_F) - 1))) continue;
-            const float *x = ZS_ROW(X, rows, i, d) + j0;
+        for (int e = 0; e < n; e++) {
+            const int64_t i = L->r0 + row[e];
+            const float *x = ZS_ROW(X, rows, i, d) + j;
             const float *g = dZ + i * N;
-            __m512 s[ZS_TN_F];
-            for (int f = 0; f < ZS_TN_F; f++) s[f] = _mm512_set1_ps(f < nf ? x[f] : 0.0f);
+            __m512 s[ZS_F];
+            ZS_BROADCASTS(s, x, lanes);
             for (int v = 0; v < NV; v++) {
                 const __m512 gv = zs_load(v, NV, last, g + 16 * v);
-                for (int f = 0; f < ZS_TN_F; f++)
-                    acc[f][v] = _mm512_fmadd_ps(s[f], gv, acc[f][v]);
+                for (int f = 0; f < ZS_F; f++) acc[f][v] = _mm512_fmadd_ps(s[f], gv, acc[f][v]);
             }
         }
-        /* a constant trip count (the break for a short last block): with `f < nf` GCC
-         * indexes acc[f] at run time and keeps all of acc on the stack, a load and a
-         * store around every multiply-add above (2.5-3x slower; session 20) */
-        for (int f = 0; f < ZS_TN_F; f++) {
-            if (f >= nf) break;
-            float *w = dW + (j0 + f) * N;
+        /* a constant trip count and a test (with the lanes in the loop's bound GCC indexes
+         * acc[f] at run time and keeps all of acc on the stack, a load and a store around
+         * every multiply-add above: 2.5-3x slower; session 20) */
+        for (int f = 0; f < ZS_F; f++) {
+            if (!((lanes >> f) & 1u)) continue;
+            float *w = dW + (j + f) * N;
             for (int v = 0; v < NV; v++) {
                 __m512 r = acc[f][v];
-                if (beta != 0)
-                    r = _mm512_fmadd_ps(_mm512_set1_ps(beta), zs_load(v, NV, last, w + 16 * v),
+                if (keep != 0)
+                    r = _mm512_fmadd_ps(_mm512_set1_ps(keep), zs_load(v, NV, last, w + 16 * v),
                                         r);
                 zs_store(v, NV, last, w + 16 * v, r);
             }
@@ -281,18 +413,28 @@ FM_AVX512_INLINE void zs_tn_panel(const int NV, int64_t b, int64_t N, int64_t d,
     }
 }
 
-/* rows [k0, k1) of dW (d, N) = beta dW + X^T @ dZ over the nonzeros (k0 a multiple of
- * ZS_TN_F) */
+/* rows [k0, k1) of dW (d, N) = beta dW + X^T @ dZ over the nonzeros */
 FM_AVX512 static void skip_gemm_tn_avx512(int64_t b, int64_t N, int64_t d, const float *X,
                                           const int64_t *rows, const uint16_t *masks,
                                           const float *dZ, float beta, float *restrict dW,
                                           int64_t k0, int64_t k1)
 {
-    for (int64_t n0 = 0; n0 < N; n0 += 16 * ZS_TN_V) {
-        __mmask16 last;
-        const int nv = zs_panel(N, n0, ZS_TN_V, &last);
-        ZS_PANEL_CASES(nv, zs_tn_panel, b, N, d, X, rows, masks, dZ + n0, beta, dW + n0, last,
-                       k0, k1)
+    const int64_t dq = (d + 15) / 16;
+    zs_lists L;
+    for (int64_t j0 = zs_first_block(k0); j0 < k1; j0 += (int64_t)ZS_F * ZS_LIST_BLOCKS) {
+        const int nb = zs_blocks_from(j0, k1);
+        int64_t r0 = 0;
+        do {   /* once at least: with no rows, dW's rows become beta dW */
+            const int64_t rc = b - r0 < ZS_LIST_ROWS ? b - r0 : ZS_LIST_ROWS;
+            zs_row_lists(dq, masks, r0, rc, j0, nb, k0, k1, &L);
+            for (int64_t n0 = 0; n0 < N; n0 += 16 * ZS_TN_V) {
+                __mmask16 last;
+                const int nv = zs_panel(N, n0, ZS_TN_V, &last);
+                ZS_PANEL_CASES(nv, zs_tn_panel, &L, N, d, X, rows, dZ + n0, beta, dW + n0,
+                               last, r0 == 0)
+            }
+            r0 += ZS_LIST_ROWS;
+        } while (r0 < b);
     }
 }
 

@@ -35,13 +35,14 @@ def sparse_rows(rng, b, d, density):
     return X
 
 
-# (b, d, N): feature counts around the 16-feature mask words and the 4-feature blocks of
-# the weight gradient (d % 16, d % 4), outputs around the vectors and the panels (8 x 16
-# columns forward, 7 x 16 for the weight gradient), single rows and columns, and MNIST's
-# first layers.
+# (b, d, N): feature counts around the 16-feature mask words and the 4-feature blocks
+# (d % 16, d % 4), outputs around the vectors and the panels (7 x 16 columns), single rows
+# and columns, MNIST's first layers, and rows and blocks beyond one set of the kernels'
+# lists (128 rows, 128 blocks of 4 features: b > 128, d > 512).
 SHAPES = [(1, 1, 1), (3, 5, 7), (7, 16, 16), (9, 17, 33), (5, 33, 100), (12, 64, 112),
           (4, 63, 113), (10, 130, 128), (6, 31, 129), (2, 48, 250), (100, 784, 100),
-          (33, 784, 500), (1, 3, 300), (20, 4, 17)]
+          (33, 784, 500), (1, 3, 300), (20, 4, 17), (128, 512, 20), (129, 513, 30),
+          (300, 1030, 19)]
 
 
 @pytest.mark.parametrize("naive", [False, True])
