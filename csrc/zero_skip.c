@@ -7,13 +7,14 @@
  *   weight gradient  dW (d, N) = X^T (d, b) @ dZ (b, N)     dW_j = sum over i of x_ij dZ_i
  *
  * BLAS multiplies every element.  These kernels take X's row-major batch as it is (the
- * gathered rows) with a bitmap of its nonzeros, and do only the multiply-adds of nonzero
- * elements: on MNIST rows, 784-100 per thread (100 rows), the forward product in 90 against
- * the dense direct kernel's 222 us, the weight gradient in 56 against 211 us
- * (benchmarks/zero_skip.py; benchmarks/RESULTS.md, sessions 18 to 20).  The engine takes
- * them where its density check of X says they pay (_network.pyx, SKIP_ZEROS_MAX_DENSITY)
- * and never for products other than the first layer's (hidden activations are ReLU-sparse
- * too, but not in exact, reusable places).
+ * gathered rows) with a bitmap of its nonzeros, and do the multiply-adds of the blocks of
+ * 4 features that hold a nonzero (below): on MNIST rows, 784-500 on two threads (128
+ * rows), the forward product in 219 against the dense direct kernels' 505 us, the weight
+ * gradient in 175 against 530 us (benchmarks/zero_skip.py; benchmarks/RESULTS.md,
+ * sessions 18 to 24).  The engine takes them where its density check of X says they pay
+ * (_network.pyx, SKIP_ZEROS_MAX_DENSITY) and never for products other than the first
+ * layer's (hidden activations are ReLU-sparse too, but not in exact, reusable places, and
+ * 60% dense on MNIST).
  *
  * The bitmap: masks (b, dq), dq = ceil(d / 16), bit t of masks[i * dq + q] set when
  * x_i,16q+t != 0 (nonzero_masks).  Skipped terms are exact zeros, so the sums are those of
@@ -181,11 +182,14 @@ FM_AVX512_INLINE void zs_store(int v, int NV, __mmask16 last, float *p, __m512 x
  * its features (zs_row_lists: one pass over the masks, without a branch per row).  Per
  * listed row a kernel does the block's 4 multiply-adds per vector, zeros included: on MNIST
  * a listed row holds 2.7 nonzeros of the 4, so 1.5x the multiply-adds of the nonzeros
- * alone, for work by registers.  Testing the rows' bits in the product loops instead costs
- * a mispredicted branch on about a third of (block, row) pairs (1.1-1.4x slower; session
- * 24, benchmarks/RESULTS.md).  Lists are built for up to ZS_LIST_ROWS rows and
- * ZS_LIST_BLOCKS blocks at once (row offsets in a byte; 16.5 KB on the stack) and serve
- * every column panel of those rows and blocks. */
+ * alone, for work by registers.  Measured on 128 MNIST rows, 392 features, 500 outputs, one
+ * thread (session 24, benchmarks/RESULTS.md): the forward product by rows (per nonzero one
+ * of W's rows streamed from L2, the kernel until session 23) took 1.37x this one's time;
+ * testing each row's bits in the product loops instead of lists (a mispredicted branch on
+ * about a third of the (block, row) pairs), 1.03-1.15x forward and 1.1x for the weight
+ * gradient.  Lists are built for up to ZS_LIST_ROWS rows and ZS_LIST_BLOCKS blocks at
+ * once (row offsets in a byte; 16.5 KB on the stack) and serve every column panel of those
+ * rows and blocks (64 or 32 rows at once were slower). */
 #define ZS_F 4
 #define ZS_LIST_ROWS 128
 #define ZS_LIST_BLOCKS 128
@@ -232,8 +236,9 @@ static void zs_row_lists_scalar(int64_t dq, const uint16_t *masks, int64_t r0, i
 
 /* 16 rows at a time: their mask words gathered (as 32-bit reads of word q with the word
  * before it, or after it for q = 0, all inside the row), each block's bits tested in 16
- * lanes at once and the offsets of the rows that have one compressed into the list (6x
- * faster than a row at a time, 1.5 against 9 us for 98 blocks of 128 MNIST rows). */
+ * lanes at once and the offsets of the rows that have one compressed into the list (3.3x
+ * faster than a row at a time: 2.2 against 7.2 us for 98 blocks of 128 MNIST rows, the
+ * same lists; session 24). */
 FM_AVX512 static void zs_row_lists(int64_t dq, const uint16_t *masks, int64_t r0, int64_t rc,
                                    int64_t j0, int n_blocks, int64_t k0, int64_t k1,
                                    zs_lists *L)
