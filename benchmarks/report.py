@@ -8,8 +8,9 @@ side by side in ONE run on the same data, with this machine's float32 GEMM peak.
 Systems: fastmlp (device="cpu"), the NumPy reference (device="numpy"), scikit-learn's
 MLPClassifier, and PyTorch (CPU) when installed (never a dependency of fastmlp); beside
 them "products alone", the workload's matrix products and nothing else, through the
-faster of this BLAS and fastmlp's direct kernels: the speed no engine built on these
-kernels can pass, which gives each target its ceiling.  On MNIST fastmlp's first layer
+faster of this BLAS and fastmlp's direct kernels: the speed no training engine built on
+these kernels can pass, which gives each target its ceiling (a prediction, which the
+engine runs over chunks of rows whose activations stay in the caches, can pass it).  On MNIST fastmlp's first layer
 skips the input's zeros (csrc/zero_skip.c), which dense products cannot: "fastmlp, dense
 first layer" is the same engine with that switched off, held to the dense products'
 ceilings, and the targets on a fraction of the GEMM peak and on thread scaling use it.
@@ -768,7 +769,9 @@ def render(rep, info, command):
         "workload's matrix products and nothing else, each through the faster of this "
         "BLAS and fastmlp's direct kernels (see products_epoch_fns); no engine built on "
         "these kernels can be faster, so a peer's time over theirs (the targets' column "
-        "'the products alone allow') is the most any such engine can reach; for (e) that "
+        "'the products alone allow') is the most any such engine can reach in training "
+        "(a prediction, run layer after layer over chunks of rows that stay in the caches, "
+        "can pass its plans, which multiply each layer over all the rows); for (e) that "
         "column is the products' own speed-up from 1 to 2 threads, which bounds the step's "
         "while the rest of the step scales no better than its products.  On MNIST the "
         "first layer's products skip the input's zeros (81% of the pixels; "
