@@ -117,18 +117,19 @@ void skip_gemm_nn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X,
 void skip_gemm_tn_naive_f32(int64_t b, int64_t N, int64_t d, const float *X,
                             const uint16_t *masks, const float *dZ, float beta,
                             float *dW);
-/* The same on n_threads, split as the direct path splits W's rows (fm_direct_row_split):
- * skip_gemm_split_k builds the masks of all b rows and the forward product, each thread
- * over its rows of W into its partial product (thread t > 0: partial + (t - 1) b N), then
- * sums them, with bias and activation act when act >= 0 (direct_gemm_split_k_act);
- * skip_gemm_tn_rows writes each thread's rows of dW (masks from skip_gemm_split_k).
- * One thread, no OpenMP or no AVX-512: the single-threaded kernels. */
+/* The same on n_threads, split as the direct path splits W's rows (fm_direct_row_split),
+ * or thread t on rows [cuts[t], cuts[t + 1]) where cuts (n_threads + 1 values from 0 to d)
+ * is not NULL: skip_gemm_split_k builds the masks of all b rows and the forward product,
+ * each thread over its rows of W into its partial product (thread t > 0: partial + (t - 1)
+ * b N), then sums them, with bias and activation act when act >= 0
+ * (direct_gemm_split_k_act); skip_gemm_tn_rows writes each thread's rows of dW (masks from
+ * skip_gemm_split_k).  One thread, no OpenMP or no AVX-512: the single-threaded kernels. */
 void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint16_t *masks,
                            const float *W, const float *bias, int act, float *Z,
-                           float *partial, int n_threads);
+                           float *partial, const int64_t *cuts, int n_threads);
 void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X,
                            const uint16_t *masks, const float *dZ, float beta, float *dW,
-                           int n_threads);
+                           const int64_t *cuts, int n_threads);
 /* Masks and Z (b, N) = X (b, d) @ W (d, N) over the nonzeros of many rows (a prediction,
  * a full batch), by blocks of `block` rows spread over n_threads. */
 void skip_gemm_nn_blocks_f32(int64_t b, int64_t N, int64_t d, const float *X, uint16_t *masks,

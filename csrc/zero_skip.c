@@ -488,11 +488,19 @@ void skip_gemm_tn_f32(int64_t b, int64_t N, int64_t d, const float *X, const uin
  * The engine's direct path (short batches on several threads, _network.pyx) gives each
  * thread the rows of W [k_t, k_t+1) = fm_direct_row_split(d): it writes their gradient
  * and runs their update, and its forward multiplies by them alone (direct_gemm_split_k).
- * These two do the same over X's nonzeros. */
+ * These two do the same over X's nonzeros, with the rows [cuts[t], cuts[t + 1]) where
+ * cuts (n_threads + 1 of them, 0 to d) is given: the engine's cuts that give the threads
+ * equal shares of X's nonzeros (balanced_feature_cuts; MNIST's second half of the pixels
+ * holds 11% more of them than its first). */
+static inline int64_t zs_thread_rows(int64_t d, const int64_t *cuts, int n_threads, int t,
+                                     int nt)
+{   /* a team smaller than asked for (nt < n_threads) splits evenly */
+    return cuts != NULL && nt == n_threads ? cuts[t] : fm_direct_row_split(d, t, nt);
+}
 
 void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint16_t *masks,
                            const float *W, const float *bias, int act, float *Z,
-                           float *partial, int n_threads)
+                           float *partial, const int64_t *cuts, int n_threads)
 {
 #if FM_HAVE_AVX512 && defined(_OPENMP)
     if (fm_direct_available() && n_threads > 1) {
@@ -504,8 +512,9 @@ void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint
             float *Zt = t == 0 ? Z : partial + (int64_t)(t - 1) * b * N;
             nonzero_masks_avx512(i1 - i0, d, X + i0 * d, NULL, masks + i0 * dq, 0, dq);
 #pragma omp barrier
-            skip_gemm_nn_avx512(b, N, d, X, NULL, masks, W, Zt, fm_direct_row_split(d, t, nt),
-                                fm_direct_row_split(d, t + 1, nt));
+            skip_gemm_nn_avx512(b, N, d, X, NULL, masks, W, Zt,
+                                zs_thread_rows(d, cuts, n_threads, t, nt),
+                                zs_thread_rows(d, cuts, n_threads, t + 1, nt));
 #pragma omp barrier
             split_k_sum_f32(b, N, bias, act, Z, partial, t, nt);
         }
@@ -513,6 +522,7 @@ void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint
     }
 #endif
     (void)partial;
+    (void)cuts;
     (void)n_threads;
     nonzero_masks_f32(b, d, X, masks);
     skip_gemm_nn_f32(b, N, d, X, masks, W, Z);
@@ -521,7 +531,7 @@ void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint
 
 void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X,
                            const uint16_t *masks, const float *dZ, float beta, float *dW,
-                           int n_threads)
+                           const int64_t *cuts, int n_threads)
 {
 #if FM_HAVE_AVX512 && defined(_OPENMP)
     if (fm_direct_available() && n_threads > 1) {
@@ -529,8 +539,8 @@ void skip_gemm_tn_rows_f32(int64_t b, int64_t N, int64_t d, const float *X,
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
             skip_gemm_tn_avx512(b, N, d, X, NULL, masks, dZ, beta, dW,
-                                fm_direct_row_split(d, t, nt),
-                                fm_direct_row_split(d, t + 1, nt));
+                                zs_thread_rows(d, cuts, n_threads, t, nt),
+                                zs_thread_rows(d, cuts, n_threads, t + 1, nt));
         }
         return;
     }

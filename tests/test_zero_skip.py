@@ -110,6 +110,17 @@ def test_kernels_split_over_the_rows_of_w_match_numpy(density, rng):
                                               n_threads=2)
             np.testing.assert_allclose(dW, beta * C + X64.T @ dZ, rtol=1e-5,
                                        atol=1e-5 * np.sqrt(b), err_msg=f"tn beta {beta}")
+        # split at given cuts (the engine's nonzero-balanced ones): anywhere, inside a
+        # block of 4 features or a mask word, or all rows of W on one thread
+        for cut in sorted({0, d // 3, d - 1, d} - {-1}):
+            cuts = [0, cut, d]
+            Zc, _ = _network.kernel_skip_gemm("nn", X, W, n_threads=2, cuts=cuts)
+            np.testing.assert_allclose(Zc, X64 @ W, rtol=1e-5, atol=1e-5 * np.sqrt(d),
+                                       err_msg=f"nn {b}x{d}x{N} cuts {cuts}")
+            dWc, _ = _network.kernel_skip_gemm("tn", X, dZ, C=C, beta=0.5, n_threads=2,
+                                               cuts=cuts)
+            np.testing.assert_allclose(dWc, 0.5 * C + X64.T @ dZ, rtol=1e-5,
+                                       atol=1e-5 * np.sqrt(b), err_msg=f"tn cuts {cuts}")
 
 
 def test_kernel_arguments_are_checked():
@@ -127,6 +138,11 @@ def test_kernel_arguments_are_checked():
     with pytest.raises(ValueError, match="n_threads"):
         _network.kernel_skip_gemm("nn", X, np.zeros((5, 2), np.float32), naive=True,
                                   n_threads=2)
+    W = np.zeros((5, 2), np.float32)
+    for n_threads, cuts in ((2, [0, 3]), (2, [1, 3, 5]), (2, [0, 3, 4]), (2, [0, 4, 3, 5]),
+                            (2, [0, 4, 2]), (1, [0, 5])):
+        with pytest.raises(ValueError, match="cuts must be"):
+            _network.kernel_skip_gemm("nn", X, W, n_threads=n_threads, cuts=cuts)
 
 
 def _train(X, y, *, skip, n_threads, batch_size, shuffle=True, dtype="float32", dropout=None,
@@ -245,6 +261,30 @@ def test_split_over_the_rows_of_w_runs_where_the_direct_path_does(wide_sparse_da
             net.train_epoch(Xc, Yc, batch_size=32, shuffle=True)
         counts[n_threads, split_k] = net._engine.zero_skip_split_batches
     assert counts == {(2, True): 256 // 32, (1, True): 0, (2, False): 0}
+
+
+@pytest.mark.skipif(not AVX512, reason="the split over W's rows runs on AVX-512 CPUs only")
+def test_split_over_the_rows_of_w_at_balanced_cuts_matches_the_even_split(rng):
+    """The direct path splits the skipping products over W's rows at the epoch's
+    nonzero-balanced cuts (skip_cuts), far from the middle here (the last 148 features
+    hold 6x the nonzeros of the first 152), and updates those rows on the thread that
+    wrote their gradient: training matches the dense products and the even split
+    (set_balanced_direct_cuts(False)), and the cuts are taken (the forward's partial
+    products, summed over other features, round otherwise)."""
+    X = np.concatenate([sparse_rows(rng, 256, 152, 0.05), sparse_rows(rng, 256, 148, 0.3)],
+                       axis=1)
+    y = rng.integers(0, 4, 256)
+    assert _network.balanced_feature_cuts(X, 2)[1] > 200
+    dense = _train(X, y, skip=False, n_threads=2, batch_size=32, sizes=(300, 64, 4))
+    runs = {}
+    for balanced in (True, False):
+        with engine_switch(_network.set_balanced_direct_cuts, balanced):
+            runs[balanced] = _train(X, y, skip=True, n_threads=2, batch_size=32,
+                                    sizes=(300, 64, 4))
+        assert runs[balanced][3] == 2 * 256 // 32
+        np.testing.assert_allclose(runs[balanced][0], dense[0], rtol=1e-5)
+        np.testing.assert_allclose(runs[balanced][1], dense[1], rtol=1e-4, atol=1e-5)
+    assert not np.array_equal(runs[True][1], runs[False][1])
 
 
 def test_training_split_over_the_rows_of_w_matches_the_numpy_reference(wide_sparse_data):
@@ -791,7 +831,8 @@ def test_feature_split_stops_at_a_non_finite_loss_before_its_update(fs_data, fs)
 
 
 @pytest.mark.parametrize("setter", [_network.set_feature_split,
-                                    _network.set_feature_split_others_first])
+                                    _network.set_feature_split_others_first,
+                                    _network.set_balanced_direct_cuts])
 def test_feature_split_switches_return_the_previous_setting(setter):
     previous = setter(False)
     try:

@@ -507,6 +507,32 @@ cdef inline int64_t mask_words(NetC *s) noexcept nogil:
     return (s.n_features + 15) // 16
 
 
+# The direct path's split of the first layer's skipping products over W's rows: the
+# epoch's cuts that give the threads equal shares of X's nonzeros (balanced_feature_cuts,
+# the feature split's) instead of equal shares of the rows; the update follows them
+# (update_own_rows).  On MNIST the second half of the pixels holds 11% more nonzeros than
+# the first, which the thread with the first half waited for.
+cdef bint BALANCED_DIRECT_CUTS = True
+
+
+def set_balanced_direct_cuts(bint enabled):
+    """Split the direct path's zero-skipping products over W's rows by the epoch's
+    nonzero-balanced cuts (default True; for benchmarks and tests, which compare both;
+    returns the previous value)."""
+    global BALANCED_DIRECT_CUTS
+    previous = BALANCED_DIRECT_CUTS
+    BALANCED_DIRECT_CUTS = enabled
+    return bool(previous)
+
+
+cdef inline const int64_t *skip_cuts(NetC *s, int nt) noexcept nogil:
+    """The cuts of W0's rows for the direct path's skipping products on nt threads: the
+    epoch's balanced ones where it has them for nt threads, else NULL (even shares)."""
+    if BALANCED_DIRECT_CUTS and s.fs_ready and s.skip_zeros and nt == s.fs_threads:
+        return s.fs_cuts
+    return NULL
+
+
 cdef inline bint skips_zeros(NetC *s, int64_t b, int64_t row0, int nt) noexcept nogil:
     """Do the first layer's training products of rows [row0, row0 + b) of the batch skip
     X's zeros?  In an epoch that chose it (start_epoch), for rows whose masks fit the
@@ -572,7 +598,7 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
                     done = FUSED_EPILOGUES and z == a
                     skip_gemm_split_k_f32(b, L.fan_out, L.fan_in, x, s.xmask, params + L.w_off,
                                           bias if done else NULL, L.act if done else -1, z,
-                                          <float *> s.partial, nt)
+                                          <float *> s.partial, skip_cuts(s, nt), nt)
                     if done:
                         bias = NULL
         elif not done:
@@ -686,13 +712,13 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
                                      ws + L.g_off, w_beta, grads + L.w_off)
                 else:   # each thread the rows of dW that it updates (update_own_rows)
                     skip_gemm_tn_rows_f32(b, L.fan_out, L.fan_in, x, s.xmask, ws + L.g_off,
-                                          w_beta, grads + L.w_off, nt)
+                                          w_beta, grads + L.w_off, skip_cuts(s, nt), nt)
         elif l == 0 and not training and s.call_skips and sh.pmask_ready:
             # a full batch's chunk, with the masks its forward pass left (each thread its
             # rows of dW)
             if floating is float:
                 skip_gemm_tn_rows_f32(b, L.fan_out, L.fan_in, x, sh.pmask, ws + L.g_off,
-                                      w_beta, grads + L.w_off, nt)
+                                      w_beta, grads + L.w_off, NULL, nt)
         else:
             mm_tn(L.fan_in, L.fan_out, b, layer_input(s, sh, l, x, training), ws + L.g_off,
                   w_beta, grads + L.w_off, nt)
@@ -969,16 +995,22 @@ cdef void update_own_rows(NetC *s, int t, int nt, const StepRule *rule,
                           floating *dummy) noexcept nogil:
     """Thread t's share (of nt) of the update by rule after direct products: the rows of
     each weight matrix that its share of the weight-gradient product wrote
-    (fm_direct_row_split, as in direct_gemm and direct_gemm_nt), so the gradient is read,
-    and the weights and state written, where that thread's cache holds them; thread 0
-    updates the biases."""
+    (fm_direct_row_split, as in direct_gemm and direct_gemm_nt; the first layer's by
+    skip_cuts where its products skip zeros by them), so the gradient is read, and the
+    weights and state written, where that thread's cache holds them; thread 0 updates the
+    biases."""
     cdef LayerC *L
     cdef int l
     cdef int64_t r0, r1
+    cdef const int64_t *cuts = skip_cuts(s, nt)
     for l in range(s.n_layers):
         L = &s.layers[l]
-        r0 = fm_direct_row_split(L.fan_in, t, nt)
-        r1 = fm_direct_row_split(L.fan_in, t + 1, nt)
+        if l == 0 and cuts != NULL:
+            r0 = cuts[t]
+            r1 = cuts[t + 1]
+        else:
+            r0 = fm_direct_row_split(L.fan_in, t, nt)
+            r1 = fm_direct_row_split(L.fan_in, t + 1, nt)
         update_with(s, L.w_off + r0 * L.fan_out, L.w_off + r1 * L.fan_out, rule, 1, dummy)
         if L.b_off >= 0 and t == 0:
             update_with(s, L.b_off, L.b_off + L.fan_out, rule, 1, dummy)
@@ -2196,7 +2228,7 @@ def _guards_intact(storage, int64_t n):
 
 def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=None,
                      double beta=0.0, bint naive=False, int repeats=1, int n_threads=1,
-                     int64_t block_rows=0, out=None):
+                     int64_t block_rows=0, out=None, cuts=None):
     """The first layer's zero-skipping products (csrc/zero_skip.c), masks included:
     kind "nn": X (b, d) @ B (d, N); "tn": beta * C + X.T @ B, B (b, N) (the weight
     gradient; C (d, N), beta 0 without C).  naive: the portable references.  n_threads >
@@ -2206,7 +2238,10 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
     block_rows > 0 (kind "nn", one thread): masks and product by blocks of that many rows,
     as a prediction runs them (PREDICT_SKIP_ROWS).  out: a float32 C-contiguous array of
     the output's shape to write into instead (no guard zones, no copy: for the benchmarks,
-    where a call's allocation would be timed with it; not with C).
+    where a call's allocation would be timed with it; not with C).  cuts (n_threads > 1):
+    n_threads + 1 nondecreasing feature indices from 0 to d, thread t on B's rows (kind
+    "nn") or the output's rows ("tn") [cuts[t], cuts[t + 1]), as the engine's
+    nonzero-balanced cuts split them (skip_cuts).
     Returns (a new float32 array, or out; the masks as a (b, ceil(d / 16)) uint16 array)."""
     cdef int64_t b = X.shape[0], d = X.shape[1], N = B.shape[1], dq = (X.shape[1] + 15) // 16
     cdef int64_t out_rows
@@ -2227,6 +2262,20 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
         raise ValueError(f"n_threads must be >= 1 (1 with naive), got {n_threads}")
     if beta != 0.0 and (C is None or kind != "tn" or repeats > 1):
         raise ValueError("beta != 0 needs C, kind 'tn' and repeats == 1")
+    cuts_array = None
+    if cuts is not None:
+        cuts_array = np.ascontiguousarray(cuts, dtype=np.int64)
+        if (n_threads < 2 or block_rows > 0 or cuts_array.shape != (n_threads + 1,)
+                or cuts_array[0] != 0 or cuts_array[n_threads] != d
+                or (np.diff(cuts_array) < 0).any()):
+            raise ValueError(f"cuts must be n_threads + 1 >= 3 nondecreasing feature "
+                             f"indices from 0 to {d} (n_threads > 1, no block_rows), got "
+                             f"{cuts!r} with n_threads={n_threads}")
+    cdef const int64_t *cuts_p = NULL
+    cdef int64_t[::1] cuts_view
+    if cuts_array is not None:
+        cuts_view = cuts_array
+        cuts_p = &cuts_view[0]
     out_rows = b if kind == "nn" else d
     given = out is not None
     if given:
@@ -2261,7 +2310,7 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
                 else:
                     skip_gemm_tn_naive_f32(b, N, d, Xp, Mp, Bp, beta_, Op)
             elif n_threads > 1 and nn:
-                skip_gemm_split_k_f32(b, N, d, Xp, Mp, Bp, NULL, -1, Op, Pp, n_threads)
+                skip_gemm_split_k_f32(b, N, d, Xp, Mp, Bp, NULL, -1, Op, Pp, cuts_p, n_threads)
             elif block_rows > 0:
                 skip_gemm_nn_blocks_f32(b, N, d, Xp, Mp, Bp, Op, block_rows, 1)
             else:
@@ -2269,7 +2318,7 @@ def kernel_skip_gemm(str kind, const float[:, ::1] X, const float[:, ::1] B, C=N
                 if nn:
                     skip_gemm_nn_f32(b, N, d, Xp, Mp, Bp, Op)
                 else:
-                    skip_gemm_tn_rows_f32(b, N, d, Xp, Mp, Bp, beta_, Op, n_threads)
+                    skip_gemm_tn_rows_f32(b, N, d, Xp, Mp, Bp, beta_, Op, cuts_p, n_threads)
     if not _guards_intact(partial_storage, (n_threads - 1) * b * N):
         raise RuntimeError("a zero-skipping kernel wrote outside its partial products")
     if given:
