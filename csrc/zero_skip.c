@@ -203,9 +203,7 @@ typedef struct {
     uint8_t row[ZS_LIST_BLOCKS][ZS_LIST_ROWS];
 } zs_lists;
 
-/* Lists of the rows [r0, r0 + rc) (rc <= ZS_LIST_ROWS) for the n_blocks blocks from
- * feature j0 (a multiple of ZS_F; n_blocks <= ZS_LIST_BLOCKS), features outside [k0, k1)
- * left out: the block's valid features (lanes) of each set. */
+/* the valid features of the block from feature j: bit f set when j + f is in [k0, k1) */
 static inline unsigned zs_block_lanes(int64_t j, int64_t k0, int64_t k1)
 {
     unsigned lanes = 0;
@@ -213,7 +211,10 @@ static inline unsigned zs_block_lanes(int64_t j, int64_t k0, int64_t k1)
     return lanes;
 }
 
-/* one row at a time (the masks of fewer than two words a row) */
+/* Lists of the rows [r0, r0 + rc) (rc <= ZS_LIST_ROWS) for the n_blocks blocks from
+ * feature j0 (a multiple of ZS_F; n_blocks <= ZS_LIST_BLOCKS), features outside [k0, k1)
+ * left out (each block's lanes): zs_row_lists, and here one row at a time, for masks of
+ * fewer than two words a row (the caller has set L's r0, j0 and n_blocks). */
 static void zs_row_lists_scalar(int64_t dq, const uint16_t *masks, int64_t r0, int64_t rc,
                                 int64_t j0, int n_blocks, int64_t k0, int64_t k1,
                                 zs_lists *L)
