@@ -98,6 +98,10 @@ int fm_direct_set_enabled(int enabled);
 /* The first of the M rows (of a tall product, or W's rows) that thread t of nt owns in the
  * direct products; t = nt gives M.  Whole blocks of 8 rows. */
 int64_t fm_direct_row_split(int64_t M, int t, int nt);
+/* The same where cuts (nt + 1 values from 0 to M) is not NULL: cuts[t].  The split of the
+ * first layer's rows that its zero-skipping products and its update share (zero_skip.c,
+ * _network.pyx update_own_rows). */
+int64_t fm_cut_row_split(int64_t M, const int64_t *cuts, int t, int nt);
 /* Direct products below this many multiply-adds stay on the calling thread. */
 #define FM_DIRECT_PARALLEL_MIN_WORK (1 << 18)
 

@@ -61,6 +61,11 @@ int64_t fm_direct_row_split(int64_t M, int t, int nt)
     return row < M ? row : M;
 }
 
+int64_t fm_cut_row_split(int64_t M, const int64_t *cuts, int t, int nt)
+{
+    return cuts != NULL ? cuts[t] : fm_direct_row_split(M, t, nt);
+}
+
 #if FM_HAVE_AVX512
 /* C[r * ldc + s] = the sum of the 16 lanes of acc[r * stride + s] for r < 4 and s < NS
  * (4 or 2; the dX kernel's block, gemm_nt_block): a tree of lane shuffles over all the

@@ -496,7 +496,7 @@ void skip_gemm_tn_f32(int64_t b, int64_t N, int64_t d, const float *X, const uin
 static inline int64_t zs_thread_rows(int64_t d, const int64_t *cuts, int n_threads, int t,
                                      int nt)
 {   /* a team smaller than asked for (nt < n_threads) splits evenly */
-    return cuts != NULL && nt == n_threads ? cuts[t] : fm_direct_row_split(d, t, nt);
+    return fm_cut_row_split(d, nt == n_threads ? cuts : NULL, t, nt);
 }
 
 void skip_gemm_split_k_f32(int64_t b, int64_t N, int64_t d, const float *X, uint16_t *masks,

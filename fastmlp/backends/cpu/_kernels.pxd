@@ -25,6 +25,7 @@ cdef extern from "fastmlp.h" nogil:
     int fm_direct_available()
     int fm_direct_set_enabled(int enabled)
     int64_t fm_direct_row_split(int64_t M, int t, int nt)
+    int64_t fm_cut_row_split(int64_t M, const int64_t *cuts, int t, int nt)
     void nonzero_masks_f32(int64_t b, int64_t d, const float *X, uint16_t *masks)
     void skip_gemm_nn_f32(int64_t b, int64_t N, int64_t d, const float *X, const uint16_t *masks, const float *W, float *Z)
     void skip_gemm_tn_f32(int64_t b, int64_t N, int64_t d, const float *X, const uint16_t *masks, const float *dZ, float beta, float *dW)

@@ -995,22 +995,19 @@ cdef void update_own_rows(NetC *s, int t, int nt, const StepRule *rule,
                           floating *dummy) noexcept nogil:
     """Thread t's share (of nt) of the update by rule after direct products: the rows of
     each weight matrix that its share of the weight-gradient product wrote
-    (fm_direct_row_split, as in direct_gemm and direct_gemm_nt; the first layer's by
-    skip_cuts where its products skip zeros by them), so the gradient is read, and the
-    weights and state written, where that thread's cache holds them; thread 0 updates the
-    biases."""
+    (fm_direct_row_split, as in direct_gemm and direct_gemm_nt; the first layer's at
+    skip_cuts, as its zero-skipping products split them: fm_cut_row_split), so the gradient
+    is read, and the weights and state written, where that thread's cache holds them;
+    thread 0 updates the biases."""
     cdef LayerC *L
     cdef int l
     cdef int64_t r0, r1
-    cdef const int64_t *cuts = skip_cuts(s, nt)
+    cdef const int64_t *cuts
     for l in range(s.n_layers):
         L = &s.layers[l]
-        if l == 0 and cuts != NULL:
-            r0 = cuts[t]
-            r1 = cuts[t + 1]
-        else:
-            r0 = fm_direct_row_split(L.fan_in, t, nt)
-            r1 = fm_direct_row_split(L.fan_in, t + 1, nt)
+        cuts = skip_cuts(s, nt) if l == 0 else NULL
+        r0 = fm_cut_row_split(L.fan_in, cuts, t, nt)
+        r1 = fm_cut_row_split(L.fan_in, cuts, t + 1, nt)
         update_with(s, L.w_off + r0 * L.fan_out, L.w_off + r1 * L.fan_out, rule, 1, dummy)
         if L.b_off >= 0 and t == 0:
             update_with(s, L.b_off, L.b_off + L.fan_out, rule, 1, dummy)
