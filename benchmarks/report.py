@@ -10,10 +10,11 @@ MLPClassifier, and PyTorch (CPU) when installed (never a dependency of fastmlp);
 them "products alone", the workload's matrix products and nothing else, through the
 faster of this BLAS and fastmlp's direct kernels: the speed no training engine built on
 these kernels can pass, which gives each target its ceiling (a prediction, which the
-engine runs over chunks of rows whose activations stay in the caches, can pass it).  On MNIST fastmlp's first layer
-skips the input's zeros (csrc/zero_skip.c), which dense products cannot: "fastmlp, dense
-first layer" is the same engine with that switched off, held to the dense products'
-ceilings, and the targets on a fraction of the GEMM peak and on thread scaling use it.
+engine runs over chunks of rows whose activations stay in the caches, can pass it).  On
+MNIST fastmlp's first layer skips the input's zeros (csrc/zero_skip.c), which dense
+products cannot: "fastmlp, dense first layer" is the same engine with that switched off,
+held to the dense products' ceilings, and the targets on a fraction of the GEMM peak and
+on thread scaling use it.
 FLOPs of training count 6 x sum(fan_in x fan_out) per sample (forward 2, backward 4);
 prediction counts 2 x sum(fan_in x fan_out) per row.  Times are the best of a few
 repetitions (these machines are noisy); ratios compare runs made minutes apart at most.
@@ -767,8 +768,8 @@ def render(rep, info, command):
         "(higher = fastmlp faster).  '(scaled)': measured on a slice of the data and "
         "scaled to the full epoch (per-step cost is what matters).  'products alone': the "
         "workload's matrix products and nothing else, each through the faster of this "
-        "BLAS and fastmlp's direct kernels (see products_epoch_fns); no engine built on "
-        "these kernels can be faster, so a peer's time over theirs (the targets' column "
+        "BLAS and fastmlp's direct kernels (see products_epoch_fns); no training engine "
+        "built on these kernels can be faster, so a peer's time over theirs (the targets' column "
         "'the products alone allow') is the most any such engine can reach in training "
         "(a prediction, run layer after layer over chunks of rows that stay in the caches, "
         "can pass its plans, which multiply each layer over all the rows); for (e) that "
