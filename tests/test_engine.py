@@ -645,18 +645,21 @@ def test_gradients_cleared_after_their_last_read(dtype, opt, l2, rng):
     X, y = rng.normal(size=(662, 40)), rng.integers(0, 5, 662)
     Xc, Yc, _ = validate_training_data(spec, X, y)
     nets = {}
-    for device, cleared in (("cpu", True), ("cpu", False), ("numpy", None)):
-        net = make_network(spec, opt, device=device, n_threads=2 if device == "cpu" else 1)
-        net.set_params(init_params(spec, seed=5))
-        if device == "cpu":
-            assert net._engine.will_shard(256) and not net._engine.will_shard(150)
-            switch = engine_switch(_network.set_zeroed_grads, cleared)
-        else:
-            switch = contextlib.nullcontext()
-        with switch:
-            losses = [net.train_epoch(Xc, Yc, batch_size=256, shuffle=True, seed=2, epoch=e)
-                      for e in range(3)]
-        nets[cleared] = net, losses
+    # the direct kernels' rows limited to 128 (the rule before session 25): the batches of
+    # 256 then split, and that of 150 goes to BLAS's threads
+    with engine_switch(_network.set_direct_max_rows, (64, 128)):
+        for device, cleared in (("cpu", True), ("cpu", False), ("numpy", None)):
+            net = make_network(spec, opt, device=device, n_threads=2 if device == "cpu" else 1)
+            net.set_params(init_params(spec, seed=5))
+            if device == "cpu":
+                assert net._engine.will_shard(256) and not net._engine.will_shard(150)
+                switch = engine_switch(_network.set_zeroed_grads, cleared)
+            else:
+                switch = contextlib.nullcontext()
+            with switch:
+                losses = [net.train_epoch(Xc, Yc, batch_size=256, shuffle=True, seed=2,
+                                          epoch=e) for e in range(3)]
+            nets[cleared] = net, losses
     (on, l_on), (off, l_off), (ref, l_ref) = nets[True], nets[False], nets[None]
     np.testing.assert_array_equal(on.get_params(), off.get_params())
     assert l_on == l_off
@@ -679,7 +682,7 @@ def test_gradients_cleared_after_their_last_read(dtype, opt, l2, rng):
 # (AVX-512 builds; BLAS shards elsewhere), and one batch through the direct products, each
 # thread updating the weight rows it wrote (AVX-512; elsewhere one BLAS batch and one update
 # pass).
-_SPLIT_UPDATES = {"blas-shards": ((40, 300, 60, 5), 256, True),
+_SPLIT_UPDATES = {"blas-shards": ((40, 300, 60, 5), 300, True),
                   "direct-shards": ((300, 250, 10), 32, True),
                   "own-rows": ((300, 250, 10), 16, False)}
 
@@ -718,12 +721,20 @@ def test_small_batches_are_not_split(rng):
     net = make_network(spec, device="cpu", n_threads=2)
     assert not net._engine.will_shard(32)
     assert not make_network(spec, device="cpu", n_threads=1)._engine.will_shard(10 ** 6)
-    # a wide layer: split only with at least 128 rows per thread
-    wide = NetworkSpec((784, 500, 10), ("relu", "softmax"), loss="categorical_crossentropy")
-    assert not make_network(wide, device="cpu", n_threads=2)._engine.will_shard(128)
-    assert not make_network(wide, device="cpu", n_threads=2)._engine.will_shard(255)
-    assert make_network(wide, device="cpu", n_threads=2)._engine.will_shard(256)
-    assert make_network(wide, device="cpu", n_threads=2)._engine.will_shard(512)
+    # a wide layer: split only with at least 128 rows per thread, and, where the CPU runs
+    # the direct kernels, only past the 256 rows that they split by W's rows instead
+    wide = make_network(NetworkSpec((784, 500, 10), ("relu", "softmax"),
+                                    loss="categorical_crossentropy"), device="cpu", n_threads=2)
+    direct = _network.direct_kernels_available()
+    assert not wide._engine.will_shard(128)
+    assert not wide._engine.will_shard(255)
+    assert wide._engine.will_shard(256) == (not direct)
+    assert wide._engine.will_shard(257)
+    assert wide._engine.will_shard(512)
+    # ... the same rule with the direct kernels' limit moved: a split from 256 rows on
+    with engine_switch(_network.set_direct_max_rows, (64, 128)):
+        assert not wide._engine.will_shard(255)
+        assert wide._engine.will_shard(256)
 
 
 def test_one_network_shared_by_python_threads(device, rng):
@@ -831,7 +842,8 @@ def test_all_zero_weights_are_normalised_by_the_row_count(device, rng):
     {"small": 1 << 40},                        # every product through the small kernels
     {"small": 1 << 40, "narrow": False},       # ... their plain loops, no narrow kernels
     {"small": 1 << 40, "narrow": True},        # ... the narrow kernels where they fit
-    {"shard_min": 0, "rule": (256, 1)},        # a short batch of a wide net split anyway
+    # a short batch of a wide net split anyway (not through the direct kernels' split)
+    {"shard_min": 0, "rule": (256, 1), "direct": (64, 0)},
 ], ids=["no-small-kernels", "all-small-kernels", "small-plain-loops", "small-narrow",
         "forced-split"])
 def test_path_switches_keep_the_reference_results(switches, rng):
@@ -840,7 +852,8 @@ def test_path_switches_keep_the_reference_results(switches, rng):
     setters = {"small": _network.set_small_gemm_work,
                "shard_min": _network.set_shard_min_work,
                "rule": lambda pair: _network.set_shard_rule(*pair),
-               "narrow": _network.set_narrow_kernels}
+               "narrow": _network.set_narrow_kernels,
+               "direct": _network.set_direct_max_rows}
     spec = NetworkSpec((20, 300, 3), ("relu", "softmax"), loss="categorical_crossentropy",
                        l2=1e-3)
     X, y = rng.normal(size=(256, 20)), rng.integers(0, 3, 256)

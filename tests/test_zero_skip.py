@@ -287,6 +287,32 @@ def test_split_over_the_rows_of_w_at_balanced_cuts_matches_the_even_split(rng):
     assert not np.array_equal(runs[True][1], runs[False][1])
 
 
+@pytest.mark.skipif(not AVX512, reason="the split over W's rows runs on AVX-512 CPUs only")
+@pytest.mark.parametrize("batch_size", [200, 256])
+def test_a_wide_network_takes_the_direct_path_up_to_256_rows(rng, batch_size):
+    """A network with a layer wider than SHARD_MAX_WIDTH on two threads: its batches of up
+    to DIRECT_MAX_ROWS_THREADED = 256 rows go through the direct products split over W's
+    rows (before session 25, 129-255 rows went to BLAS's threads and 256 were split by
+    rows), the first layer skipping zeros in every batch, the last short one included;
+    training matches the dense products and the NumPy reference."""
+    X = sparse_rows(rng, 600, 300, 0.15)
+    y = rng.integers(0, 4, 600)
+    sizes = (300, 260, 4)
+    spec = NetworkSpec(sizes, ("relu", "softmax"), loss="categorical_crossentropy")
+    engine = make_network(spec, n_threads=2)._engine
+    assert not engine.will_shard(batch_size) and engine.will_shard(257)
+    batches = -(-600 // batch_size)
+    dense = _train(X, y, skip=False, n_threads=2, batch_size=batch_size, sizes=sizes)
+    skipping = _train(X, y, skip=True, n_threads=2, batch_size=batch_size, sizes=sizes)
+    ref = _train(X, y, skip=None, n_threads=1, batch_size=batch_size, device="numpy",
+                 sizes=sizes)
+    assert skipping[2] == [True, True] and skipping[3] == 2 * batches
+    assert dense[3] == 0 and dense[4][0] == 0 and skipping[4][0] == 0
+    for run in (dense, skipping):
+        np.testing.assert_allclose(run[0], ref[0], rtol=1e-4)
+        np.testing.assert_allclose(run[1], ref[1], rtol=1e-3, atol=1e-4)
+
+
 def test_training_split_over_the_rows_of_w_matches_the_numpy_reference(wide_sparse_data):
     X, y = wide_sparse_data
     y = y % 4

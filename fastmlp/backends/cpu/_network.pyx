@@ -27,7 +27,8 @@ X's zeros by the same density rule, the forward product in blocks of PREDICT_SKI
 (Engine._begin_call).
 
 Short batches (at most DIRECT_MAX_ROWS rows; DIRECT_MAX_ROWS_THREADED when the product
-is split over threads) multiply through the direct kernels
+is split over threads, which a wide network's batch then is rather than split by rows)
+multiply through the direct kernels
 (csrc/gemm_direct_impl.inc) where the CPU has AVX-512: they read W in place instead of
 packing it on every call as BLAS does, split each product over OpenMP threads (in a
 training step the forward product, the weight gradient and dZ @ W^T all by W's rows, so
@@ -61,7 +62,8 @@ cdef int64_t SMALL_GEMM_WORK = 32768
 # (per forward pass); below, the fork/join costs more than it saves.
 cdef int64_t SHARD_MIN_WORK = 1 << 21
 # ... and only when no layer is wider than this, or each thread gets at least
-# SHARD_WIDE_MIN_ROWS rows.  OpenBLAS splits a product with a narrow output badly over its
+# SHARD_WIDE_MIN_ROWS rows (and the batch is too long for the direct kernels, where the
+# CPU runs them: DIRECT_MAX_ROWS_THREADED).  OpenBLAS splits a product with a narrow output badly over its
 # threads, and one with a wide output well only while the batch is short (measured on 2
 # cores, benchmarks/RESULTS.md: 784-100-10 b200 sharded 188 vs BLAS threads 155 GFLOP/s;
 # 784-500-500-10 b128 158 vs 175, b256 215 vs 202, b512 248-259 vs 232-241, b1024 265 vs
@@ -86,9 +88,16 @@ cdef int TINY_FORCED = -1   # -1: the default (TINY_DEFAULT, float32 networks); 
 # which for short batches costs about as much as the arithmetic (benchmarks/RESULTS.md).
 # Products split over threads go direct up to DIRECT_MAX_ROWS_THREADED rows: there BLAS
 # also pays its threads' fork/join (784-500-500-10 at b128 on two threads: 2.71 ms per
-# step direct, 2.95 through BLAS; on one thread BLAS wins, 4.21 against 4.60).
+# step direct, 2.95 through BLAS; on one thread BLAS wins, 4.21 against 4.60).  A wide
+# network's batch of up to that many rows goes direct rather than being split over the
+# threads (batch_is_sharded).  784-500-500-10 on MNIST, two threads, the build before
+# (direct up to 128 rows; BLAS's threads up to 255; the split by rows from 256) against
+# this one, best of three alternating processes: b160 1.65x (first layer dense: 1.98x),
+# b192 1.59x, b200 1.62x (dense 1.13x), b256 1.07x (dense 1.07x; float64 0.98x in
+# process); from 288 rows on the direct path measured 1.00-1.05x the split, which stays
+# there (benchmarks/RESULTS.md, session 25).
 cdef int64_t DIRECT_MAX_ROWS = 64
-cdef int64_t DIRECT_MAX_ROWS_THREADED = 128
+cdef int64_t DIRECT_MAX_ROWS_THREADED = 256
 # With direct products, the optimizer update of a network of at least this many parameters
 # is split over the threads.
 cdef int64_t DIRECT_SPLIT_UPDATE_MIN = 1 << 16
@@ -1022,9 +1031,11 @@ cdef inline bint split_pays(NetC *s, int64_t b) noexcept nogil:
 cdef inline bint batch_is_sharded(NetC *s, int64_t b) noexcept nogil:
     """Split this training batch over the threads?  When the split pays, and, for networks
     with a wide layer, each thread gets enough rows to beat BLAS's own split of each
-    product."""
+    product and the batch is too long for the direct kernels' split of each product
+    (DIRECT_MAX_ROWS_THREADED)."""
     return split_pays(s, b) and (s.max_fan_out <= SHARD_MAX_WIDTH
-                                 or b >= SHARD_WIDE_MIN_ROWS * s.n_shards)
+                                 or (b >= SHARD_WIDE_MIN_ROWS * s.n_shards
+                                     and not use_direct(b, s.n_threads)))
 
 
 cdef inline double learning_rate_at(NetC *s, int64_t step) noexcept nogil:
