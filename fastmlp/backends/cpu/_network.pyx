@@ -63,12 +63,12 @@ cdef int64_t SMALL_GEMM_WORK = 32768
 cdef int64_t SHARD_MIN_WORK = 1 << 21
 # ... and only when no layer is wider than this, or each thread gets at least
 # SHARD_WIDE_MIN_ROWS rows (and the batch is too long for the direct kernels, where the
-# CPU runs them: DIRECT_MAX_ROWS_THREADED).  OpenBLAS splits a product with a narrow output badly over its
-# threads, and one with a wide output well only while the batch is short (measured on 2
-# cores, benchmarks/RESULTS.md: 784-100-10 b200 sharded 188 vs BLAS threads 155 GFLOP/s;
-# 784-500-500-10 b128 158 vs 175, b256 215 vs 202, b512 248-259 vs 232-241, b1024 265 vs
-# 226).  A fixed rule, never a timing, decides: the result must not depend on the
-# machine's mood (sharding changes the summation order).
+# CPU runs them: DIRECT_MAX_ROWS_THREADED).  OpenBLAS splits a product with a narrow
+# output badly over its threads, and one with a wide output well only while the batch is
+# short (measured on 2 cores, benchmarks/RESULTS.md: 784-100-10 b200 sharded 188 vs BLAS
+# threads 155 GFLOP/s; 784-500-500-10 b128 158 vs 175, b256 215 vs 202, b512 248-259 vs
+# 232-241, b1024 265 vs 226).  A fixed rule, never a timing, decides: the result must not
+# depend on the machine's mood (sharding changes the summation order).
 cdef int64_t SHARD_MAX_WIDTH = 256
 cdef int64_t SHARD_WIDE_MIN_ROWS = 128
 # Tiny networks (every layer at most FM_TINY_WIDTH units, no dropout, every product of a
