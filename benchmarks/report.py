@@ -709,9 +709,11 @@ def peak_memory_of_fit(X, y):
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         what = "engine epoch"
-    # budget: params, grads, 2 Adam slots; workspaces for 200 rows (and 4096-row chunks for
-    # the full-batch passes); one gathered batch; the targets as one-hot rows; a shuffled order
-    ws_rows = 4096
+    # budget: params, grads, 2 Adam slots; a workspace for 200 rows (and for a prediction's
+    # or full batch's chunks, call_chunk_rows); one gathered batch; the targets as one-hot
+    # rows; a shuffled order
+    from fastmlp.backends.cpu._network import call_chunk_rows
+    ws_rows = max(200, call_chunk_rows())
     workspace = ws_rows * (2 * (100 + 10) + 10 + 784 + 10 + 1) * 4 + ws_rows * 8
     targets = X.shape[0] * 10 * 4 + X.shape[0] * 8
     budget = params * (2 + 2) + workspace + 200 * 784 * 4 + targets + X.shape[0] * 8

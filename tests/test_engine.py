@@ -489,7 +489,8 @@ def test_learning_rate_schedule_and_set_learning_rate(device):
 
 
 def test_full_batch_larger_than_the_workspace(rng):
-    # 5000 rows > the 4096-row chunks: the chunked loss/gradient equal the reference
+    # 5000 rows > the chunks of a call (call_chunk_rows): the chunked loss/gradient equal
+    # the reference
     spec = NetworkSpec((3, 7, 2), ("tanh", "softmax"), loss="categorical_crossentropy",
                        l2=0.01)
     X, y = rng.normal(size=(5000, 3)), rng.integers(0, 2, 5000)
@@ -894,6 +895,62 @@ def test_workspace_grows_with_the_batch_and_threads_can_change(rng):
     for n in (net, ref):
         n.train_epoch(Xc, Yc, batch_size=300)
     np.testing.assert_allclose(net.get_params(), ref.get_params(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_threads, batch_size", [(2, 301), (3, 256), (3, 258), (5, 301)])
+def test_each_shard_workspace_holds_its_share_of_the_rows(n_threads, batch_size, rng):
+    """Shard 0's workspace holds the whole batch (and the gathered rows), each other
+    shard's only ceil(rows / threads), the most it is given.  Batches, predictions and full
+    batches split unevenly (the last shard one row more or less) equal the reference's."""
+    spec = NetworkSpec((40, 200, 100, 5), ("relu", "tanh", "softmax"),
+                       loss="categorical_crossentropy", dropout=(0.3, 0.1, 0.0), l2=1e-3)
+    X, y = rng.normal(size=(600, 40)), rng.integers(0, 5, 600)
+    Xc, Yc, _ = validate_training_data(spec, X, y)
+    nets = [make_network(spec, OptimizerSpec("sgd", 0.05, momentum=0.9), n_threads=n_threads),
+            make_network(spec, OptimizerSpec("sgd", 0.05, momentum=0.9), device="numpy")]
+    for net in nets:
+        net.set_params(init_params(spec, seed=3))
+        net.train_epoch(Xc, Yc, batch_size=batch_size, shuffle=True, seed=9)
+    engine = nets[0]._engine
+    assert engine.will_shard(batch_size)
+    share = -(-batch_size // n_threads)
+    assert engine.shard_workspace_rows == (batch_size,) + (share,) * (n_threads - 1)
+    np.testing.assert_allclose(nets[0].get_params(), nets[1].get_params(), rtol=1e-10,
+                               atol=1e-12)
+    # a prediction of more rows grows the workspace to a call's chunk (call_chunk_rows):
+    # the other shards run theirs in chunks of ceil(chunk / threads), the last shorter
+    chunk = max(_network.call_chunk_rows(), batch_size)
+    n = 4 * chunk + 1
+    Xp = rng.normal(size=(n, 40))
+    np.testing.assert_allclose(nets[0].forward(Xp), nets[1].forward(Xp), rtol=1e-10,
+                               atol=1e-13)
+    assert engine.shard_workspace_rows == (chunk,) + (-(-chunk // n_threads),) * (n_threads - 1)
+    Xf, Yf, _ = validate_training_data(spec, Xp, rng.integers(0, 5, n))
+    (loss, grad), (ref_loss, ref_grad) = [net.loss_and_grad(Xf, Yf) for net in nets]
+    assert loss == pytest.approx(ref_loss, rel=1e-11)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-13)
+
+
+def test_shard_workspaces_do_not_grow_with_the_threads_as_whole_copies(rng):
+    """The workspaces of 4 threads hold the batch about once over (shard 0 the whole batch,
+    the others a quarter each), not four times: under 2.5x one thread's, where four whole
+    copies were over 4x."""
+    spec = NetworkSpec((784, 500, 500, 10), ("relu", "relu", "softmax"),
+                       loss="categorical_crossentropy", dtype="float32")
+    X = rng.normal(size=(1024, 784)).astype(np.float32)
+    Xc, Yc, _ = validate_training_data(spec, X, rng.integers(0, 10, 1024))
+    sizes = {}
+    for n_threads in (1, 4):
+        net = make_network(spec, OptimizerSpec("sgd", 0.01), n_threads=n_threads)
+        net.set_params(init_params(spec, seed=0))
+        net.train_epoch(Xc, Yc, batch_size=512)
+        # the other threads' gradient buffers and the split forward's partial products
+        # scale with the threads by design; the workspaces are what is compared here
+        per_thread = ((n_threads - 1) * net.get_params().size * 4
+                      + (n_threads - 1) * min(512, 256) * 500 * 4 * (n_threads > 1))
+        sizes[n_threads] = net.workspace_nbytes - per_thread
+    assert sizes[1] > 512 * (784 + 2 * (500 + 500)) * 4
+    assert sizes[4] < 2.5 * sizes[1]
 
 
 def test_a_dropped_inf_activation_is_nan_as_in_the_reference():

@@ -453,7 +453,7 @@ def test_prediction_through_the_kernels_matches_prediction_without(n_threads, n,
         skipped = net._engine.last_call_skipped_zeros
     sharded = net._engine.will_shard_prediction(n)
     shard_rows = -(-n // 2) if sharded else n
-    general = min(shard_rows, 4096) * 64 * 100 > 32768   # SMALL_GEMM_WORK
+    general = min(shard_rows, _network.call_chunk_rows()) * 64 * 100 > 32768  # SMALL_GEMM_WORK
     assert skipped == general
     if n >= 1000:
         assert skipped, "the case this test is for"
@@ -528,8 +528,8 @@ def test_prediction_after_training_through_the_kernels_and_between_epochs(sparse
 @pytest.mark.parametrize("kernels", ["cpu's", "naive"])
 def test_full_batch_through_the_kernels_matches_the_dense_one(n_threads, n, kernels, rng):
     """Loss and gradient of a full batch (L-BFGS, evaluate), in chunks of the workspace
-    (5003 rows: two, the second accumulating into the gradient), with L2 and sample
-    weights: the dense products' to rounding."""
+    (call_chunk_rows: 4096 and 5003 rows take several, each after the first accumulating
+    into the gradient), with L2 and sample weights: the dense products' to rounding."""
     spec = NetworkSpec((100, 64, 32, 3), ("relu", "relu", "softmax"),
                        loss="categorical_crossentropy", dtype="float32", l2=1e-3)
     net = make_network(spec, OptimizerSpec("sgd", 0.1), n_threads=n_threads)
@@ -797,6 +797,38 @@ def test_feature_split_runs_only_where_it_applies(fs_data):
     assert count(batch_size=16) == 0
     # 600 = 3 x 151 + 147: the last batch alone is short enough
     assert count(batch_size=150) == 4 and count(batch_size=151) == 1
+
+
+def test_feature_split_buffers_follow_the_batch_not_a_prediction(fs_data):
+    """The feature split's buffers hold the epoch's batch (at most FEATURE_SPLIT_MAX_ROWS
+    of them): a prediction that grows the workspace to a call's chunk leaves them as they are,
+    and the training after it is the same as without the prediction."""
+    X, y = fs_data
+    y = y % 4
+    spec = NetworkSpec((300, 64, 4), ("relu", "softmax"), loss="categorical_crossentropy",
+                       dtype="float32")
+    Xc, Yc, _ = validate_training_data(spec, X, y)
+    Xp = np.tile(X, (8, 1))
+    results = []
+    for predict_between in (True, False):
+        net = make_network(spec, OptimizerSpec("adam", 1e-3), n_threads=2)
+        net.set_params(init_params(spec, seed=0))
+        with skip_zeros(True), feature_split(True):
+            net.train_epoch(Xc, Yc, batch_size=128, shuffle=True, seed=1)
+            assert net._engine.feature_split_rows == 128
+            if predict_between:
+                net.forward(Xp)
+                assert net._engine.workspace_rows == _network.call_chunk_rows() > 128
+            net.train_epoch(Xc, Yc, batch_size=128, shuffle=True, seed=2, epoch=1)
+            assert net._engine.feature_split_rows == 128
+            # a batch longer than the split takes (half the 300 features) sizes them for
+            # the longest that does
+            net.train_epoch(Xc, Yc, batch_size=400, shuffle=True, seed=3, epoch=2)
+            assert net._engine.feature_split_rows == 150
+        results.append((net.get_params(), net._engine.feature_split_batches))
+    (p1, c1), (p2, c2) = results
+    assert c1 == c2 == 2 * 4
+    np.testing.assert_array_equal(p1, p2)
 
 
 def test_feature_split_tracks_metrics_as_the_batch_split_does(fs_data):

@@ -120,6 +120,34 @@ cdef int64_t SKIP_ZEROS_SAMPLE_ROWS = 256
 cdef int64_t PREDICT_SKIP_ROWS = 128
 
 
+# Predictions and full batches run through the workspaces in chunks of rows: the
+# workspace grows to this many rows for them (each shard's chunks are its workspace's
+# rows: these, or ceil(these / n_shards) for the shards past the first).  Best of 12 interleaved calls on two
+# threads, 10,000 MNIST rows (prediction skipping zeros / dense / loss and gradient),
+# chunks of 4096 against 1024: 784-500-500-10 49.4 / 72.5 / 135.2 against 49.8 / 71.3 /
+# 133.7 ms (512 rows: 51.0 / 76.0 / 131.5), 784-100-10 5.4 / 10.2 / 11.7 against 5.6 /
+# 10.4 / 10.8, 784-2048-10 108.2 / 179.6 / 229.6 against 101.8 / 178.6 / 219.7; the
+# workspaces, 63.0 against 18.0 MiB, 18.2 against 4.9, 117.3 against 35.5
+# (benchmarks/RESULTS.md, session 26).
+cdef int64_t CALL_CHUNK_ROWS = 1024
+
+
+def call_chunk_rows():
+    """The rows a prediction or full batch grows the workspace to (CALL_CHUNK_ROWS)."""
+    return CALL_CHUNK_ROWS
+
+
+def set_call_chunk_rows(int64_t rows):
+    """The rows a prediction or full batch grows the workspace to (for benchmarks and
+    tests; networks whose workspace has grown keep it; returns the previous value)."""
+    global CALL_CHUNK_ROWS
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    previous = CALL_CHUNK_ROWS
+    CALL_CHUNK_ROWS = rows
+    return int(previous)
+
+
 def predict_skip_rows():
     """The rows per block of a prediction that skips X's zeros (PREDICT_SKIP_ROWS)."""
     return PREDICT_SKIP_ROWS
@@ -270,15 +298,24 @@ cdef struct LayerC:
     int64_t w_off, b_off        # into params/grads; b_off < 0: no bias
     int act
     double rate, l2, l1         # dropout rate of this layer's output, penalties of W
-    int64_t a_off               # workspace: A (rows, fan_out); also Z when z_off < 0
-    int64_t z_off               # workspace: Z (rows, fan_out), kept for gelu and output
-    int64_t d_off               # workspace: dropout output (rows, fan_out), or -1
-    int64_t g_off               # workspace: delta dZ (rows, fan_out)
+
+
+cdef struct LayerWs:
+    # where a layer's blocks lie in one shard's workspace, each (rows, fan_out) for the
+    # shard's rows (ShardC.rows)
+    int64_t a_off               # A; also Z when z_off < 0
+    int64_t z_off               # Z, kept for gelu and the output layer; else -1
+    int64_t d_off               # the dropout output; -1 without dropout
+    int64_t g_off               # the delta dZ
 
 
 cdef struct ShardC:
     # one thread's share of a batch: its workspace and gradient buffer
     void *ws
+    int64_t rows         # the rows its workspace holds (shard 0: ws_rows; the others
+                         # ceil(ws_rows / n_shards), the most any of them is given:
+                         # Engine._alloc_shard_workspaces)
+    LayerWs *lw          # its layers' blocks (n_layers entries)
     void *grads
     double loss
     double penalty       # this thread's part of the batch's penalty (penalty_slice)
@@ -306,12 +343,11 @@ cdef struct NetC:
     void *grads
     void *slot0
     void *slot1
-    void *ws
-    int64_t ws_rows
+    int64_t ws_rows                     # the rows of the longest batch or call chunk so far
     void *partial                       # n_threads - 1 partial products of split-K forwards
     int64_t partial_rows                # ... each of up to this many rows x max_fan_out
                                         #     (0 when there is no partial buffer)
-    int64_t xb_off, yb_off, wb_off      # workspace: gathered X, Y, w of a batch
+    int64_t xb_off, yb_off, wb_off      # shard 0's workspace: gathered X, Y, w of a batch
     int64_t *lb                         # gathered labels (ws_rows)
     bint skip_zeros                     # this epoch's first-layer products skip X's zeros
     int64_t skip_split_batches          # ... of them, batches split over W's rows (for tests)
@@ -322,11 +358,12 @@ cdef struct NetC:
                                         # pmask)
     bint fs_ready                       # this epoch's split batches may take the feature
                                         # split (feature_split_applies), with:
-    int fs_threads                      # ... buffers for this many threads:
+    int fs_threads                      # ... buffers for this many threads
+    int64_t fs_rows                     # ... and batches of up to this many rows:
     void *fs_partial                    # ... their partial first-layer products
-                                        #     (ws_rows x fan_out each), then the batch's
+                                        #     (fs_rows x fan_out each), then the batch's
                                         #     dZ0 (as much)
-    uint16_t *fs_masks                  # ... their masks (ws_rows x ceil(n_features / 16)
+    uint16_t *fs_masks                  # ... their masks (fs_rows x ceil(n_features / 16)
                                         #     each, the words of their features written)
     int64_t *fs_cuts                    # ... their features: [fs_cuts[t], fs_cuts[t + 1])
     int64_t *fs_sync                    # ... counters of their features' pieces of a step
@@ -504,10 +541,10 @@ cdef inline const floating *layer_input(NetC *s, ShardC *sh, int l, const floati
     """What layer l reads: the batch for l == 0, else the previous layer's output
     (after dropout while training)."""
     cdef floating *ws = <floating *> sh.ws
-    cdef LayerC *p
+    cdef LayerWs *p
     if l == 0:
         return x
-    p = &s.layers[l - 1]
+    p = &sh.lw[l - 1]
     return ws + (p.d_off if (training and p.d_off >= 0) else p.a_off)
 
 
@@ -560,6 +597,7 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
     cdef floating *ws = <floating *> sh.ws
     cdef floating *params = <floating *> s.params
     cdef LayerC *L
+    cdef LayerWs *W
     cdef const floating *inp
     cdef floating *z
     cdef floating *a
@@ -567,9 +605,10 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
     cdef int l, done
     for l in range(first, s.n_layers):
         L = &s.layers[l]
+        W = &sh.lw[l]
         inp = layer_input(s, sh, l, x, training)
-        a = ws + L.a_off
-        z = ws + L.z_off if L.z_off >= 0 else a
+        a = ws + W.a_off
+        z = ws + W.z_off if W.z_off >= 0 else a
         bias = params + L.b_off if L.b_off >= 0 else NULL
         done = 0
         if b * L.fan_out * L.fan_in <= SMALL_GEMM_WORK:
@@ -644,7 +683,8 @@ cdef void layer_epilogue(NetC *s, ShardC *sh, int l, int64_t b, int64_t row0, fl
     the rows' place in the batch, for the draws)."""
     cdef floating *ws = <floating *> sh.ws
     cdef LayerC *L = &s.layers[l]
-    cdef floating *a = ws + L.a_off
+    cdef LayerWs *W = &sh.lw[l]
+    cdef floating *a = ws + W.a_off
     if activate:
         if z != a and bias != NULL:
             # Z is kept (gelu, output layer): it must hold the true pre-activation
@@ -657,13 +697,13 @@ cdef void layer_epilogue(NetC *s, ShardC *sh, int l, int64_t b, int64_t row0, fl
             bias_act_forward_f32(b, L.fan_out, z, bias, L.act, a, nt)
         else:
             bias_act_forward_f64(b, L.fan_out, z, bias, L.act, a, nt)
-    if L.d_off >= 0 and training:
+    if W.d_off >= 0 and training:
         if floating is float:
             dropout_forward_f32(b, L.fan_out, L.rate, fm_dropout_stream(s.seed, s.step, l),
-                                row0 * L.fan_out, a, ws + L.d_off, nt)
+                                row0 * L.fan_out, a, ws + W.d_off, nt)
         else:
             dropout_forward_f64(b, L.fan_out, L.rate, fm_dropout_stream(s.seed, s.step, l),
-                                row0 * L.fan_out, a, ws + L.d_off, nt)
+                                row0 * L.fan_out, a, ws + W.d_off, nt)
 
 
 cdef double output_loss(NetC *s, ShardC *sh, int64_t b, const floating *y,
@@ -673,23 +713,24 @@ cdef double output_loss(NetC *s, ShardC *sh, int64_t b, const floating *y,
     delta in the shard's g_off; metrics go to the shard's accumulators."""
     cdef floating *ws = <floating *> sh.ws
     cdef LayerC *L = &s.layers[s.n_layers - 1]
+    cdef LayerWs *W = &sh.lw[s.n_layers - 1]
     cdef double total
     cdef double *metrics = &sh.metrics[0] if want_metrics else NULL
     cdef double delta_scale = s.loss_scale / norm
     if floating is float:
-        total = loss_forward_backward_f32(s.loss, L.act, b, L.fan_out, ws + L.z_off,
-                                          ws + L.a_off, y, labels, w, delta_scale,
-                                          ws + L.g_off, metrics)
+        total = loss_forward_backward_f32(s.loss, L.act, b, L.fan_out, ws + W.z_off,
+                                          ws + W.a_off, y, labels, w, delta_scale,
+                                          ws + W.g_off, metrics)
     else:
-        total = loss_forward_backward_f64(s.loss, L.act, b, L.fan_out, ws + L.z_off,
-                                          ws + L.a_off, y, labels, w, delta_scale,
-                                          ws + L.g_off, metrics)
+        total = loss_forward_backward_f64(s.loss, L.act, b, L.fan_out, ws + W.z_off,
+                                          ws + W.a_off, y, labels, w, delta_scale,
+                                          ws + W.g_off, metrics)
     if s.loss == FM_SQUARED_ERROR and L.act != FM_IDENTITY:
         # squared error on a non-identity output: chain rule through the activation
         if floating is float:
-            act_backward_f32(b, L.fan_out, L.act, ws + L.z_off, ws + L.a_off, ws + L.g_off, nt)
+            act_backward_f32(b, L.fan_out, L.act, ws + W.z_off, ws + W.a_off, ws + W.g_off, nt)
         else:
-            act_backward_f64(b, L.fan_out, L.act, ws + L.z_off, ws + L.a_off, ws + L.g_off, nt)
+            act_backward_f64(b, L.fan_out, L.act, ws + W.z_off, ws + W.a_off, ws + W.g_off, nt)
     return s.loss_scale * total / norm
 
 
@@ -705,6 +746,8 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
     cdef floating *grads = <floating *> sh.grads
     cdef LayerC *L
     cdef LayerC *P
+    cdef LayerWs *W
+    cdef LayerWs *PW
     cdef int l
     cdef floating *dprev
     # weight gradients cleared since their last read are accumulated into (ZEROED_GRADS)
@@ -712,66 +755,68 @@ cdef void backward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int6
     sh.grads_zeroed = False
     for l in range(s.n_layers - 1, last - 1, -1):
         L = &s.layers[l]
+        W = &sh.lw[l]
         # dW (fan_in, fan_out) = input^T (fan_in, b) @ dZ (b, fan_out)
         if l == 0 and training and skips_zeros(s, b, row0, nt):
             # over X's nonzeros alone, with the masks forward_batch left
             if floating is float:
                 if nt == 1:
                     skip_gemm_tn_f32(b, L.fan_out, L.fan_in, x, s.xmask + row0 * mask_words(s),
-                                     ws + L.g_off, w_beta, grads + L.w_off)
+                                     ws + W.g_off, w_beta, grads + L.w_off)
                 else:   # each thread the rows of dW that it updates (update_own_rows)
-                    skip_gemm_tn_rows_f32(b, L.fan_out, L.fan_in, x, s.xmask, ws + L.g_off,
+                    skip_gemm_tn_rows_f32(b, L.fan_out, L.fan_in, x, s.xmask, ws + W.g_off,
                                           w_beta, grads + L.w_off, skip_cuts(s, nt), nt)
         elif l == 0 and not training and s.call_skips and sh.pmask_ready:
             # a full batch's chunk, with the masks its forward pass left (each thread its
             # rows of dW)
             if floating is float:
-                skip_gemm_tn_rows_f32(b, L.fan_out, L.fan_in, x, sh.pmask, ws + L.g_off,
+                skip_gemm_tn_rows_f32(b, L.fan_out, L.fan_in, x, sh.pmask, ws + W.g_off,
                                       w_beta, grads + L.w_off, NULL, nt)
         else:
-            mm_tn(L.fan_in, L.fan_out, b, layer_input(s, sh, l, x, training), ws + L.g_off,
+            mm_tn(L.fan_in, L.fan_out, b, layer_input(s, sh, l, x, training), ws + W.g_off,
                   w_beta, grads + L.w_off, nt)
         if L.b_off >= 0:
             if floating is float:
-                if not column_sums_small_f32(b, L.fan_out, ws + L.g_off, grads + L.b_off,
+                if not column_sums_small_f32(b, L.fan_out, ws + W.g_off, grads + L.b_off,
                                              accumulate):
-                    column_sums_f32(b, L.fan_out, ws + L.g_off, grads + L.b_off, accumulate)
+                    column_sums_f32(b, L.fan_out, ws + W.g_off, grads + L.b_off, accumulate)
             else:
-                if not column_sums_small_f64(b, L.fan_out, ws + L.g_off, grads + L.b_off,
+                if not column_sums_small_f64(b, L.fan_out, ws + W.g_off, grads + L.b_off,
                                              accumulate):
-                    column_sums_f64(b, L.fan_out, ws + L.g_off, grads + L.b_off, accumulate)
+                    column_sums_f64(b, L.fan_out, ws + W.g_off, grads + L.b_off, accumulate)
         if l == 0:
             break  # no gradient with respect to the input is needed
         # dA_prev (b, fan_in) = dZ (b, fan_out) @ W^T
         P = &s.layers[l - 1]
-        dprev = ws + P.g_off
-        if (FUSED_EPILOGUES and not (P.d_off >= 0 and training)
+        PW = &sh.lw[l - 1]
+        dprev = ws + PW.g_off
+        if (FUSED_EPILOGUES and not (PW.d_off >= 0 and training)
                 and product_kernel(b * L.fan_in * L.fan_out, b, nt) == PRODUCT_DIRECT):
             # the derivative of the layer below in the product's parallel region
             if floating is float:
-                direct_gemm_nt_act_f32(b, L.fan_in, L.fan_out, ws + L.g_off, params + L.w_off,
-                                       dprev, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
-                                       ws + P.a_off, nt)
+                direct_gemm_nt_act_f32(b, L.fan_in, L.fan_out, ws + W.g_off, params + L.w_off,
+                                       dprev, P.act, ws + PW.z_off if PW.z_off >= 0 else NULL,
+                                       ws + PW.a_off, nt)
             else:
-                direct_gemm_nt_act_f64(b, L.fan_in, L.fan_out, ws + L.g_off, params + L.w_off,
-                                       dprev, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
-                                       ws + P.a_off, nt)
+                direct_gemm_nt_act_f64(b, L.fan_in, L.fan_out, ws + W.g_off, params + L.w_off,
+                                       dprev, P.act, ws + PW.z_off if PW.z_off >= 0 else NULL,
+                                       ws + PW.a_off, nt)
             continue
-        mm_nt(b, L.fan_in, L.fan_out, ws + L.g_off, params + L.w_off, dprev, nt)
+        mm_nt(b, L.fan_in, L.fan_out, ws + W.g_off, params + L.w_off, dprev, nt)
         if floating is float:
-            if P.d_off >= 0 and training:
+            if PW.d_off >= 0 and training:
                 dropout_backward_f32(b, P.fan_out, P.rate,
                                      fm_dropout_stream(s.seed, s.step, l - 1),
                                      row0 * P.fan_out, dprev, nt)
-            act_backward_f32(b, P.fan_out, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
-                             ws + P.a_off, dprev, nt)
+            act_backward_f32(b, P.fan_out, P.act, ws + PW.z_off if PW.z_off >= 0 else NULL,
+                             ws + PW.a_off, dprev, nt)
         else:
-            if P.d_off >= 0 and training:
+            if PW.d_off >= 0 and training:
                 dropout_backward_f64(b, P.fan_out, P.rate,
                                      fm_dropout_stream(s.seed, s.step, l - 1),
                                      row0 * P.fan_out, dprev, nt)
-            act_backward_f64(b, P.fan_out, P.act, ws + P.z_off if P.z_off >= 0 else NULL,
-                             ws + P.a_off, dprev, nt)
+            act_backward_f64(b, P.fan_out, P.act, ws + PW.z_off if PW.z_off >= 0 else NULL,
+                             ws + PW.a_off, dprev, nt)
 
 
 cdef double penalty_slice(NetC *s, floating *grads, int64_t lo, int64_t hi, double norm,
@@ -859,18 +904,19 @@ cdef void tiny_step(NetC *s, const floating *xb, const floating *yb, const int64
     cdef ShardC *sh = &s.shards[0]
     cdef floating *ws = <floating *> sh.ws
     cdef LayerC *L = &s.layers[s.n_layers - 1]
+    cdef LayerWs *W = &sh.lw[s.n_layers - 1]
     if floating is float:
-        tiny_forward_f32(&s.tiny, b, xb, <float *> s.params, <float *> s.tw, ws + L.z_off)
-        bias_act_forward_f32(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
+        tiny_forward_f32(&s.tiny, b, xb, <float *> s.params, <float *> s.tw, ws + W.z_off)
+        bias_act_forward_f32(b, L.fan_out, ws + W.z_off, NULL, L.act, ws + W.a_off, 1)
     else:
-        tiny_forward_f64(&s.tiny, b, xb, <double *> s.params, <double *> s.tw, ws + L.z_off)
-        bias_act_forward_f64(b, L.fan_out, ws + L.z_off, NULL, L.act, ws + L.a_off, 1)
+        tiny_forward_f64(&s.tiny, b, xb, <double *> s.params, <double *> s.tw, ws + W.z_off)
+        bias_act_forward_f64(b, L.fan_out, ws + W.z_off, NULL, L.act, ws + W.a_off, 1)
     sh.loss = output_loss(s, sh, b, yb, lb, wb, norm, s.track_metrics, 1, dummy)
     sh.grads_zeroed = False  # the tiny backward overwrites every gradient
     if floating is float:
-        tiny_backward_f32(&s.tiny, b, xb, <float *> s.tw, ws + L.g_off, <float *> sh.grads)
+        tiny_backward_f32(&s.tiny, b, xb, <float *> s.tw, ws + W.g_off, <float *> sh.grads)
     else:
-        tiny_backward_f64(&s.tiny, b, xb, <double *> s.tw, ws + L.g_off, <double *> sh.grads)
+        tiny_backward_f64(&s.tiny, b, xb, <double *> s.tw, ws + W.g_off, <double *> sh.grads)
 
 
 cdef void gather_batch(NetC *s, int64_t src, int64_t dst, int64_t rows,
@@ -1224,7 +1270,7 @@ cdef inline bint feature_split_applies(NetC *s, int64_t b) noexcept nogil:
     has at most FEATURE_SPLIT_MAX_ROWS rows per input feature, and no clipping needs the
     whole gradient's norm before the update."""
     return (FEATURE_SPLIT and s.fs_ready and s.skip_zeros and s.clipnorm <= 0
-            and s.fs_threads >= s.n_shards and b <= s.ws_rows
+            and s.fs_threads >= s.n_shards and b <= s.fs_rows
             and b <= FEATURE_SPLIT_MAX_ROWS * s.n_features and batch_is_sharded(s, b))
 
 
@@ -1258,7 +1304,7 @@ cdef void fs_piece(NetC *s, int v, int nt, int64_t i, int64_t b, const float *xb
     cdef int64_t d = s.n_features, N = L0.fan_out
     cdef int64_t k0 = feature_cut(s, v, nt), k1 = feature_cut(s, v + 1, nt)
     cdef int64_t e = piece_start(k0, k1, i), f = piece_start(k0, k1, i + 1)
-    cdef const uint16_t *masks = s.fs_masks + v * s.ws_rows * mask_words(s)
+    cdef const uint16_t *masks = s.fs_masks + v * s.fs_rows * mask_words(s)
     if f > e:
         skip_gemm_tn_range_f32(b, N, d, xb, xrows, masks, dz0, 0,
                                <float *> s.grads + L0.w_off, e, f)
@@ -1277,6 +1323,7 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
     cdef int t = fm_thread_num(), nt = fm_team_size(), u, j, v
     cdef LayerC *L0 = &s.layers[0]
     cdef ShardC *sh = &s.shards[t]
+    cdef LayerWs *W0 = &sh.lw[0]
     cdef float *ws = <float *> sh.ws
     cdef float *ws0 = <float *> s.shards[0].ws
     cdef float *params = <float *> s.params
@@ -1285,9 +1332,9 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
     cdef const float *sw = <const float *> s.sw
     cdef int64_t d = s.n_features, N = L0.fan_out, K = s.n_outputs, dq = mask_words(s)
     cdef int64_t k0 = feature_cut(s, t, nt), k1 = feature_cut(s, t + 1, nt)
-    cdef uint16_t *masks = s.fs_masks + t * s.ws_rows * dq
+    cdef uint16_t *masks = s.fs_masks + t * s.fs_rows * dq
     cdef float *part = <float *> s.fs_partial
-    cdef int64_t cap = s.ws_rows * N             # elements of each thread's partial product
+    cdef int64_t cap = s.fs_rows * N             # elements of each thread's partial product
     cdef float *dz0 = part + nt * cap            # the batch's dZ0 (b, N)
     cdef int64_t rest = L0.w_off + d * N         # b0 and the layers above start here
     cdef int64_t rest_lo = rest + (s.n_params - rest) * t // nt
@@ -1306,6 +1353,10 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
     cdef double norm, data_loss, penalty
     cdef bint penalized = has_penalty(s)
     cdef double metrics_before[4]
+    if nt != s.n_shards:
+        # a team short of the threads asked for (OpenMP may give fewer): each thread's rows
+        # would overflow the shards' workspaces (ShardC.rows); the batches go the general way
+        return
     for j in range(4):
         metrics_before[j] = 0.0
     while done < s.n and (max_steps < 0 or steps < max_steps):
@@ -1343,7 +1394,7 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
         s.fs_sync[t * FS_SYNC_STRIDE + FS_CLAIMED] = 0
         s.fs_sync[t * FS_SYNC_STRIDE + FS_DONE] = 0
         norm = loss_norm(s, wb, b)
-        z = ws + (L0.z_off if L0.z_off >= 0 else L0.a_off)
+        z = ws + (W0.z_off if W0.z_off >= 0 else W0.a_off)
         memcpy(z, part + r0 * N, rows * N * sizeof(float))
         for u in range(1, nt):
             src = part + u * cap + r0 * N
@@ -1357,11 +1408,11 @@ cdef void feature_split_thread(NetC *s, int64_t max_steps) noexcept nogil:
                               norm, s.track_metrics, 1, dummy)
         backward_batch(s, sh, NULL, rows, r0, True, False, 1, 1, dummy)
         # dZ0's rows where every thread's weight gradient reads all b of them
-        memcpy(dz0 + r0 * N, ws + L0.g_off, rows * N * sizeof(float))
+        memcpy(dz0 + r0 * N, ws + W0.g_off, rows * N * sizeof(float))
         if L0.b_off >= 0:
-            if not column_sums_small_f32(rows, N, ws + L0.g_off, <float *> sh.grads + L0.b_off,
+            if not column_sums_small_f32(rows, N, ws + W0.g_off, <float *> sh.grads + L0.b_off,
                                          False):
-                column_sums_f32(rows, N, ws + L0.g_off, <float *> sh.grads + L0.b_off, False)
+                column_sums_f32(rows, N, ws + W0.g_off, <float *> sh.grads + L0.b_off, False)
         sh.penalty = 0.0
         if penalized:
             sh.penalty = (penalty_slice(s, NULL, L0.w_off + k0 * N, L0.w_off + k1 * N, norm,
@@ -1569,13 +1620,13 @@ cdef int64_t run_steps_impl(NetC *s, int64_t max_steps, floating *dummy) noexcep
 cdef void full_batch_rows(NetC *s, ShardC *sh, const floating *X, const floating *Y,
                           const int64_t *labels, const floating *sw, int64_t lo, int64_t hi,
                           double norm, bint want_grad, int nt, floating *dummy) noexcept nogil:
-    """Rows [lo, hi) of a full batch through shard sh, in chunks of the workspace capacity:
+    """Rows [lo, hi) of a full batch through shard sh, in chunks of its workspace's rows:
     their data loss (normalised by the whole batch's norm) into sh.loss and, with
     want_grad, their gradient into sh's gradient buffer (written, not added to)."""
     cdef int64_t b, start = lo, d = s.n_features, K = s.n_outputs
     sh.loss = 0.0
     while lo < hi:
-        b = s.ws_rows if lo + s.ws_rows <= hi else hi - lo
+        b = sh.rows if lo + sh.rows <= hi else hi - lo
         forward_batch(s, sh, X + lo * d, b, lo, False, 0, nt, dummy)
         sh.loss += output_loss(s, sh, b, Y + lo * K if Y != NULL else NULL,
                                labels + lo if labels != NULL else NULL,
@@ -1615,15 +1666,15 @@ cdef double full_batch_impl(NetC *s, const floating *X, const floating *Y,
 cdef void predict_rows(NetC *s, ShardC *sh, const floating *X, int64_t lo, int64_t hi,
                        floating *out, int nt, floating *dummy) noexcept nogil:
     """out rows [lo, hi) = the network's outputs for X rows [lo, hi), in chunks of the
-    workspace capacity, through shard sh's workspace."""
+    shard's workspace rows (sh.rows), through shard sh's workspace."""
     cdef int64_t b, e, d = s.n_features, K = s.n_outputs
     cdef floating *ws = <floating *> sh.ws
-    cdef LayerC *L = &s.layers[s.n_layers - 1]
+    cdef LayerWs *W = &sh.lw[s.n_layers - 1]
     while lo < hi:
-        b = s.ws_rows if lo + s.ws_rows <= hi else hi - lo
+        b = sh.rows if lo + sh.rows <= hi else hi - lo
         forward_batch(s, sh, X + lo * d, b, lo, False, 0, nt, dummy)
         for e in range(b * K):
-            out[lo * K + e] = ws[L.a_off + e]
+            out[lo * K + e] = ws[W.a_off + e]
         lo += b
 
 
@@ -1652,11 +1703,10 @@ cdef class Engine:
     Use through :class:`fastmlp.backends.cpu.CPUNetwork`, which checks arguments.
     """
     cdef NetC s
-    cdef object _layers_arr, _params, _grads, _slots, _ws, _lb, _xmask, _pmask
+    cdef object _layers_arr, _params, _grads, _slots, _lb, _xmask, _pmask
     cdef readonly bint last_call_skipped_zeros
-    cdef object _shards_arr, _shard_ws, _shard_grads, _tw, _partial
+    cdef object _shards_arr, _shard_ws, _lw_arr, _shard_grads, _tw, _partial
     cdef object _fs_partial, _fs_masks, _fs_partial_shape, _fs_cuts, _fs_sync
-    cdef int64_t _ws_size
     cdef object _epoch_refs
     cdef readonly bint is_f32
     cdef readonly object dtype
@@ -1717,8 +1767,6 @@ cdef class Engine:
         self.s.slot0 = NULL
         self.s.slot1 = NULL
         self.s.ws_rows = 0
-        self._ws = None
-        self._ws_size = 0
         self._epoch_refs = None
         self.s.n = 0
         self.s.done = 0
@@ -1762,8 +1810,46 @@ cdef class Engine:
             self.s.shards[k].grads = <void *> <size_t> self._shard_grads[k].ctypes.data
         self._alloc_shard_workspaces()
 
+    cdef int64_t _layout(self, LayerWs *lw, int64_t rows, bint batch_buffers):
+        """Lay out a shard's workspace for `rows` rows: each layer's blocks into lw, then,
+        with batch_buffers (shard 0), the gathered batch's X, Y and w (s.xb_off, s.yb_off,
+        s.wb_off).  Returns the workspace's length in elements."""
+        cdef int64_t off = 0
+        cdef int l
+        cdef LayerC *L
+        for l in range(self.s.n_layers):
+            L = &self.s.layers[l]
+            lw[l].a_off = off
+            off += rows * L.fan_out + FASTMLP_SLACK
+            lw[l].g_off = off
+            off += rows * L.fan_out + FASTMLP_SLACK
+            if L.act == FM_GELU or l == self.s.n_layers - 1:
+                lw[l].z_off = off
+                off += rows * L.fan_out + FASTMLP_SLACK
+            else:
+                lw[l].z_off = -1
+            if L.rate > 0:
+                lw[l].d_off = off
+                off += rows * L.fan_out + FASTMLP_SLACK
+            else:
+                lw[l].d_off = -1
+        if batch_buffers:
+            self.s.xb_off = off
+            off += rows * self.s.n_features + FASTMLP_SLACK
+            self.s.yb_off = off
+            off += rows * self.s.n_outputs + FASTMLP_SLACK
+            self.s.wb_off = off
+            off += rows + FASTMLP_SLACK
+        return off
+
     def _alloc_shard_workspaces(self):
-        cdef int k
+        """Each shard's workspace for the current ws_rows and shards: shard 0's for ws_rows
+        rows and the gathered batch; the others' for ceil(ws_rows / n_shards) rows, the
+        most any of them is given (shard_step's split of a batch, the feature split's of its
+        rows, predictions and full batches in chunks of sh.rows), and no batch buffers."""
+        cdef int k, n = self.s.n_shards, n_layers = self.s.n_layers
+        cdef int64_t rows
+        cdef LayerWs *lw
         self.s.partial_rows = min(self.s.ws_rows, DIRECT_MAX_ROWS_THREADED)
         if self.s.n_threads > 1 and self.s.partial_rows > 0:
             self._partial = np.zeros((self.s.n_threads - 1) * self.s.partial_rows
@@ -1773,14 +1859,18 @@ cdef class Engine:
             self._partial = None
             self.s.partial = NULL
             self.s.partial_rows = 0
-        if self._ws is None:
-            self._shard_ws = []
-            for k in range(self.s.n_shards):
+        self._lw_arr = np.zeros(n * n_layers * sizeof(LayerWs), dtype=np.uint8)
+        lw = <LayerWs *> <size_t> self._lw_arr.ctypes.data
+        self._shard_ws = []
+        for k in range(n):
+            rows = self.s.ws_rows if k == 0 else (self.s.ws_rows + n - 1) // n
+            self.s.shards[k].rows = rows
+            self.s.shards[k].lw = lw + k * n_layers
+            if self.s.ws_rows == 0:
                 self.s.shards[k].ws = NULL
-            return
-        self._shard_ws = [self._ws] + [np.zeros(self._ws_size, dtype=self.dtype)
-                                       for k in range(1, self.s.n_shards)]
-        for k in range(self.s.n_shards):
+                continue
+            self._shard_ws.append(np.zeros(self._layout(lw + k * n_layers, rows, k == 0),
+                                           dtype=self.dtype))
             self.s.shards[k].ws = <void *> <size_t> self._shard_ws[k].ctypes.data
 
     def will_shard(self, int64_t batch_size):
@@ -1815,6 +1905,18 @@ cdef class Engine:
         return self.s.ws_rows
 
     @property
+    def shard_workspace_rows(self):
+        """The rows each shard's workspace holds (shard 0 first; a diagnostic, for tests):
+        ws_rows for shard 0, ceil(ws_rows / n_shards) for the others."""
+        return tuple(int(self.s.shards[k].rows) for k in range(self.s.n_shards))
+
+    @property
+    def feature_split_rows(self):
+        """The rows of a batch that the feature split's buffers hold (0 before any epoch
+        that could take the split; a diagnostic, for tests)."""
+        return int(self.s.fs_rows) if self._fs_partial is not None else 0
+
+    @property
     def workspace_nbytes(self):
         """Bytes of all workspaces (the shards', the tiny pass's, the split-K partials) and
         per-thread gradient buffers."""
@@ -1827,42 +1929,14 @@ cdef class Engine:
 
     def ensure_workspace(self, int64_t rows):
         """Size the workspaces for batches of up to ``rows`` rows (grow only)."""
-        cdef int64_t off = 0
-        cdef int l
-        cdef LayerC *L
         if rows <= self.s.ws_rows:
             return
-        for l in range(self.s.n_layers):
-            L = &self.s.layers[l]
-            L.a_off = off
-            off += rows * L.fan_out + FASTMLP_SLACK
-            L.g_off = off
-            off += rows * L.fan_out + FASTMLP_SLACK
-            if L.act == FM_GELU or l == self.s.n_layers - 1:
-                L.z_off = off
-                off += rows * L.fan_out + FASTMLP_SLACK
-            else:
-                L.z_off = -1
-            if L.rate > 0:
-                L.d_off = off
-                off += rows * L.fan_out + FASTMLP_SLACK
-            else:
-                L.d_off = -1
-        self.s.xb_off = off
-        off += rows * self.s.n_features + FASTMLP_SLACK
-        self.s.yb_off = off
-        off += rows * self.s.n_outputs + FASTMLP_SLACK
-        self.s.wb_off = off
-        off += rows + FASTMLP_SLACK
-        self._ws = np.zeros(off, dtype=self.dtype)
-        self._ws_size = off
         if self.s.tiny_shape and self._plan_tiny(rows):
             self._tw = np.zeros(self.s.tiny.size + FASTMLP_SLACK, dtype=self.dtype)
             self.s.tw = <void *> <size_t> self._tw.ctypes.data
         self._lb = np.empty(rows, dtype=np.int64)
         self._xmask = np.zeros(rows * mask_words(&self.s) + FASTMLP_SLACK, dtype=np.uint16)
         self.s.xmask = <uint16_t *> <size_t> self._xmask.ctypes.data
-        self.s.ws = <void *> <size_t> self._ws.ctypes.data
         self.s.lb = <int64_t *> <size_t> self._lb.ctypes.data
         self.s.ws_rows = rows
         self._alloc_shard_workspaces()
@@ -1948,20 +2022,26 @@ cdef class Engine:
 
     def _prepare_feature_split(self, X):
         """Set s.fs_ready for this epoch, with the feature split's buffers for the current
-        threads and workspace rows (allocated once, at the first epoch that can use them)."""
+        threads and the epoch's batches: of the batch size, or of the most rows a batch
+        that takes the split may have (FEATURE_SPLIT_MAX_ROWS), if fewer; allocated at the
+        first epoch that can use them, again only for more threads or rows.  Not for the
+        workspace's rows, which a prediction may have grown (CALL_CHUNK_ROWS)."""
         cdef LayerC *L0 = &self.s.layers[0]
         cdef int nt = self.s.n_shards
-        cdef int64_t rows = self.s.ws_rows
+        cdef int64_t rows = min(self.s.batch_size,
+                                <int64_t> (FEATURE_SPLIT_MAX_ROWS * self.s.n_features))
         self.s.fs_ready = False
         if not (self.is_f32 and self.s.skip_zeros and nt > 1 and rows > 0
                 and L0.fan_in * L0.fan_out >= FEATURE_SPLIT_MIN_SHARE * self.s.n_params):
             return
-        if self._fs_partial is None or self._fs_partial_shape != (nt, rows):
+        if (self._fs_partial is None or self._fs_partial_shape[0] != nt
+                or self._fs_partial_shape[1] < rows):
             self._fs_partial = np.zeros((nt + 1) * rows * L0.fan_out + FASTMLP_SLACK,
                                         dtype=np.float32)
             self._fs_masks = np.zeros(nt * rows * mask_words(&self.s) + FASTMLP_SLACK,
                                       dtype=np.uint16)
             self._fs_partial_shape = (nt, rows)
+            self.s.fs_rows = rows
             self.s.fs_partial = <void *> <size_t> self._fs_partial.ctypes.data
             self.s.fs_masks = <uint16_t *> <size_t> self._fs_masks.ctypes.data
             self.s.fs_threads = nt
@@ -2035,7 +2115,7 @@ cdef class Engine:
         last_call_skipped_zeros)."""
         cdef double loss
         cdef int64_t n = X.shape[0]
-        self.ensure_workspace(min(n, 4096))
+        self.ensure_workspace(min(n, CALL_CHUNK_ROWS))
         cdef void *px = <void *> <size_t> X.ctypes.data
         cdef void *py = <void *> <size_t> Y.ctypes.data if Y is not None else NULL
         cdef int64_t *pl = <int64_t *> <size_t> labels.ctypes.data if labels is not None else NULL
@@ -2066,7 +2146,7 @@ cdef class Engine:
         products, its product skips X's zeros by the same density rule as training
         (_begin_call; last_call_skipped_zeros says whether it did)."""
         cdef int64_t n = X.shape[0]
-        self.ensure_workspace(min(n, 4096))
+        self.ensure_workspace(min(n, CALL_CHUNK_ROWS))
         cdef void *px = <void *> <size_t> X.ctypes.data
         cdef void *po = <void *> <size_t> out.ctypes.data
         self._begin_call(X)
@@ -2092,7 +2172,7 @@ cdef class Engine:
         cdef LayerC *L = &self.s.layers[0]
         cdef int64_t n = X.shape[0], rows, words = mask_words(&self.s)
         cdef int k, n_shards = self.s.n_shards if predict_is_sharded(&self.s, n) else 1
-        rows = min(-(-n // n_shards), self.s.ws_rows)
+        rows = min((n + n_shards - 1) // n_shards, self.s.ws_rows)
         skip = (n > 0 and rows * L.fan_out * L.fan_in > SMALL_GEMM_WORK
                 and self._epoch_skips_zeros(X))
         if skip:
