@@ -953,6 +953,42 @@ def test_shard_workspaces_do_not_grow_with_the_threads_as_whole_copies(rng):
     assert sizes[4] < 2.5 * sizes[1]
 
 
+def test_other_threads_gradient_buffers_come_with_the_first_split(rng):
+    """The other threads' gradient buffers (one per extra thread, the parameters' size) are
+    made only when a batch or a full batch with its gradient is first split over the
+    threads: batches that are not split (the direct kernels, or BLAS's threads) and
+    predictions never need them.  Every result equals the reference's."""
+    spec = NetworkSpec((100, 300, 4), ("relu", "softmax"), loss="categorical_crossentropy")
+    X, y = rng.normal(size=(2000, 100)), rng.integers(0, 4, 2000)
+    Xc, Yc, _ = validate_training_data(spec, X, y)
+    net = make_network(spec, OptimizerSpec("sgd", 0.05, momentum=0.9), n_threads=2)
+    ref = make_network(spec, OptimizerSpec("sgd", 0.05, momentum=0.9), device="numpy")
+    for n in (net, ref):
+        n.set_params(init_params(spec, seed=1))
+    grads_nbytes = spec.n_params * 8
+    assert not net._engine.will_shard(128) and net._engine.will_shard(512)
+    assert net._engine.will_shard_prediction(2000)
+    for n in (net, ref):
+        n.train_epoch(Xc, Yc, batch_size=128, shuffle=True, seed=0)
+        n.forward(X)
+    before = net.workspace_nbytes
+    (loss, grad), (ref_loss, ref_grad) = [n.loss_and_grad(Xc, Yc) for n in (net, ref)]
+    assert net.workspace_nbytes == before + grads_nbytes
+    assert loss == pytest.approx(ref_loss, rel=1e-11)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-13)
+    for n in (net, ref):
+        n.train_epoch(Xc, Yc, batch_size=512, shuffle=True, seed=1, epoch=1)
+    assert net.workspace_nbytes == before + grads_nbytes
+    np.testing.assert_allclose(net.get_params(), ref.get_params(), rtol=1e-10, atol=1e-12)
+    # a fresh network whose first split is a training batch
+    fresh = make_network(spec, OptimizerSpec("sgd", 0.05), n_threads=2)
+    fresh.set_params(init_params(spec, seed=1))
+    fresh.train_epoch(Xc, Yc, batch_size=128)
+    alone = fresh.workspace_nbytes
+    fresh.train_epoch(Xc, Yc, batch_size=512)
+    assert fresh.workspace_nbytes >= alone + grads_nbytes
+
+
 def test_a_dropped_inf_activation_is_nan_as_in_the_reference():
     # inverted dropout multiplies by the mask: a dropped inf gives NaN (inf * 0), the
     # batch's loss is NaN and its update is refused on both engines (the CPU engine had

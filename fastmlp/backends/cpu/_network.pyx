@@ -1803,12 +1803,24 @@ cdef class Engine:
         self._shards_arr = np.zeros(n * sizeof(ShardC), dtype=np.uint8)
         self.s.shards = <ShardC *> <size_t> self._shards_arr.ctypes.data
         self.s.n_shards = n
+        self._shard_grads = [self._grads]
+        self.s.shards[0].grads = self.s.grads
+        for k in range(1, n):
+            self.s.shards[k].grads = NULL    # until a split needs them (_need_shard_grads)
+        self._alloc_shard_workspaces()
+
+    def _need_shard_grads(self):
+        """The other shards' gradient buffers, made the first time a batch or a full batch
+        with its gradient is split over the threads (the only passes that use them; the
+        direct path and one thread never do): n_shards - 1 copies of the parameters' size."""
+        cdef int k
+        if len(self._shard_grads) == self.s.n_shards:
+            return
         self._shard_grads = [self._grads] + [
             np.zeros(self.s.n_params + FASTMLP_SLACK, dtype=self.dtype)[:self.s.n_params]
-            for k in range(1, n)]
-        for k in range(n):
+            for k in range(1, self.s.n_shards)]
+        for k in range(1, self.s.n_shards):
             self.s.shards[k].grads = <void *> <size_t> self._shard_grads[k].ctypes.data
-        self._alloc_shard_workspaces()
 
     cdef int64_t _layout(self, LayerWs *lw, int64_t rows, bint batch_buffers):
         """Lay out a shard's workspace for `rows` rows: each layer's blocks into lw, then,
@@ -2084,6 +2096,10 @@ cdef class Engine:
         cdef int64_t steps
         if self._epoch_refs is None:
             raise RuntimeError("run_steps() called before start_epoch()")
+        # an epoch's batches come in two sizes: the batch size and what is left at its end
+        if (batch_is_sharded(&self.s, self.s.batch_size)
+                or batch_is_sharded(&self.s, self.s.n % self.s.batch_size)):
+            self._need_shard_grads()
         with nogil:
             if self.is_f32:
                 steps = run_steps_impl[float](&self.s, max_steps, NULL)
@@ -2116,6 +2132,8 @@ cdef class Engine:
         cdef double loss
         cdef int64_t n = X.shape[0]
         self.ensure_workspace(min(n, CALL_CHUNK_ROWS))
+        if want_grad and predict_is_sharded(&self.s, n):
+            self._need_shard_grads()
         cdef void *px = <void *> <size_t> X.ctypes.data
         cdef void *py = <void *> <size_t> Y.ctypes.data if Y is not None else NULL
         cdef int64_t *pl = <int64_t *> <size_t> labels.ctypes.data if labels is not None else NULL
