@@ -278,13 +278,82 @@ OPTS = [OptimizerSpec("sgd", 0.05, momentum=0.9), OptimizerSpec("sgd", 0.05, mom
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_engine_direct_path_matches_numpy_reference(dtype, n_threads, opt, rng):
-    # wide enough that every product is above the small kernels' size; batches of 24 and
-    # a last batch of 13 rows (row tails); 37 and 70 units (column tails); L2 on layer 0
+    # wide enough that every product is above the small kernels' size (the output layer's,
+    # 6 columns, too: to the small kernels by its work, not as a narrow output); batches of
+    # 24 and a last batch of 13 rows (row tails); 37 and 70 units (column tails); L2 on
+    # layer 0
     spec = NetworkSpec((70, 37, 40, 6), ("relu", "tanh", "softmax"),
                        loss="categorical_crossentropy", dtype=dtype, l2=(0.01, 0.0, 0.0))
     X = rng.normal(size=(205, 70))
     y = rng.integers(0, 6, 205)
     _assert_direct_matches_reference(spec, X, y, batch_size=24, n_threads=n_threads, opt=opt)
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_narrow_outputs_take_the_small_kernels_where_the_direct_ones_run_on_one_thread(dtype):
+    """The rule (NARROW_OUTPUT_BYTES): an output row of at most 64 bytes (16 floats, 8
+    doubles) sends the forward product and the weight gradient to the small kernels where
+    the direct kernels would multiply them on one thread: one thread, or too little work
+    to split (784-500-500-10's output layer at b32 on two threads, not at b128).  The
+    delta passed down (nt), wide outputs and BLAS's batches keep their kernels."""
+    narrow = 16 if dtype == "float32" else 8
+    kernel = _network.product_kernel_of
+    for kind in ("nn", "tn"):
+        assert kernel(kind, 32, 500, 10, 2, dtype) == ("small" if dtype == "float32"
+                                                       else "direct")
+        assert kernel(kind, 32, 500, narrow, 2, dtype) == "small"
+        assert kernel(kind, 32, 500, narrow + 1, 2, dtype) == "direct"
+        assert kernel(kind, 128, 500, narrow, 2, dtype) == "direct"   # split over 2 threads
+        assert kernel(kind, 64, 500, narrow, 1, dtype) == "small"     # one thread
+        assert kernel(kind, 65, 500, narrow, 1, dtype) == "blas"      # past DIRECT_MAX_ROWS
+        assert kernel(kind, 32, 500, 500, 2, dtype) == "direct"
+        assert kernel(kind, 4, 100, 3, 1, dtype) == "small"           # small by its work
+        with engine_switch(_network.set_narrow_outputs, False):
+            assert kernel(kind, 32, 500, narrow, 2, dtype) == "direct"
+    assert kernel("nt", 32, 500, 10, 2, dtype) == "direct"
+    with engine_switch(_network.set_narrow_kernels, False):   # no narrow path to go to
+        assert kernel("nn", 32, 500, narrow, 2, dtype) == "direct"
+    with pytest.raises(ValueError, match="kind must be"):
+        kernel("tt", 32, 500, 10)
+    with pytest.raises(ValueError, match="dtype must be"):
+        kernel("nn", 32, 500, 10, dtype=np.int16)
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_narrow_output_layers_train_like_the_direct_kernels(dtype, n_threads, rng):
+    """MNIST-shaped 784-500-500-10 (float32) / 784-500-500-8 (float64) at b32, and a
+    regression head of one output (784-1200-1: 32 x 1200 products pass the small kernels'
+    size by their work): the output layer through the narrow small kernels and
+    through the direct ones give the same weights, losses and predictions up to rounding,
+    both the NumPy reference's."""
+    k = 10 if dtype == "float32" else 8
+    X = rng.random(size=(96, 784))
+    for spec, y in [
+            (NetworkSpec((784, 500, 500, k), ("relu", "relu", "softmax"),
+                         loss="categorical_crossentropy", dtype=dtype, l2=1e-3),
+             rng.integers(0, k, 96)),
+            (NetworkSpec((784, 1200, 1), ("tanh", "identity"), loss="squared_error",
+                         dtype=dtype), rng.normal(size=96))]:
+        assert _network.product_kernel_of("tn", 32, spec.layer_sizes[-2], spec.layer_sizes[-1],
+                                          n_threads, dtype) == "small"
+        opt = OptimizerSpec("sgd", 0.01, momentum=0.9)
+        runs = _fit_with_switch(_network.set_narrow_outputs, spec, X, y, batch_size=32,
+                                n_threads=n_threads, opt=opt, epochs=1)
+        reference = _fit(spec, "numpy", X, y, batch_size=32, n_threads=1, opt=opt, epochs=1)
+        rtol = 1e-10 if dtype == "float64" else 1e-4
+        for net, losses in runs.values():
+            np.testing.assert_allclose(net.get_params(), reference[0].get_params(), rtol=rtol,
+                                       atol=rtol * np.abs(reference[0].get_params()).max())
+            np.testing.assert_allclose(losses, reference[1], rtol=rtol)
+        # the switch does change the kernels: they sum in another order
+        assert not np.array_equal(runs[True][0].get_params(), runs[False][0].get_params())
+        with engine_switch(_network.set_narrow_outputs, False):
+            direct = runs[False][0].forward(X[:32].astype(dtype))
+        np.testing.assert_allclose(runs[True][0].forward(X[:32].astype(dtype)), direct,
+                                   rtol=rtol, atol=1e-6)
 
 
 @needs_avx512

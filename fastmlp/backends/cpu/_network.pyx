@@ -98,6 +98,19 @@ cdef int TINY_FORCED = -1   # -1: the default (TINY_DEFAULT, float32 networks); 
 # there (benchmarks/RESULTS.md, session 25).
 cdef int64_t DIRECT_MAX_ROWS = 64
 cdef int64_t DIRECT_MAX_ROWS_THREADED = 256
+# A product whose output rows are narrow (the forward product and weight gradient of an
+# output layer of a few classes: at most NARROW_OUTPUT_BYTES a row, two of the small
+# kernels' 32-byte vectors) goes to the small kernels' narrow path (csrc/gemm_small_impl.inc)
+# where the direct kernels would take it: the direct kernels' 32-lane panels and 64-byte
+# row alignment fit wide outputs.  Measured (Intel Xeon, AVX-512, K = 500, one call, us):
+# float32 N = 10 at 32 / 128 / 512 rows, forward 8.0 / 29 / 115 narrow against 25 / 73 /
+# 275 direct on one thread and 26 / 40 / 144 on two, weight gradient 13 / 33 / 142 against
+# 21 / 72 / 280 and 21 / 42 / 149; N = 1 and 3 alike; from N = 32 the direct kernels win
+# (b128: 175 against 58); float64 N = 8: 9.1 / 32 / 122 against 22 / 82 / 263 and 22 / 47
+# / 140 (N = 10 and 16 mixed, so doubles stop at 8).  Training 784-500-500-10 on two threads
+# (benchmarks/RESULTS.md, session 27).
+cdef int64_t NARROW_OUTPUT_BYTES = 64
+cdef bint NARROW_OUTPUTS = True
 # With direct products, the optimizer update of a network of at least this many parameters
 # is split over the threads.
 cdef int64_t DIRECT_SPLIT_UPDATE_MIN = 1 << 16
@@ -240,6 +253,36 @@ def set_direct_max_rows(rows):
         single = threaded = rows
     DIRECT_MAX_ROWS, DIRECT_MAX_ROWS_THREADED = single, threaded
     return previous
+
+
+def set_narrow_outputs(bint enabled):
+    """Send products with narrow output rows (NARROW_OUTPUT_BYTES) to the small kernels
+    where the direct kernels would take them (the default), or leave them to the direct
+    kernels (False; for benchmarks and tests).  Returns the previous setting."""
+    global NARROW_OUTPUTS
+    previous = NARROW_OUTPUTS
+    NARROW_OUTPUTS = enabled
+    return previous
+
+
+def product_kernel_of(str kind, int64_t rows, int64_t fan_in, int64_t fan_out,
+                      int n_threads=1, dtype=np.float32):
+    """Which kernels ("small", "direct" or "blas") multiply a layer's training product
+    of this kind on a batch of `rows` rows with n_threads threads: "nn" the forward
+    product (rows, fan_in) @ W (fan_in, fan_out), "tn" its weight gradient, "nt" the
+    delta passed down, dZ @ W^T (for tests and benchmarks: the rule, not a timing)."""
+    cdef int64_t work = rows * fan_in * fan_out
+    cdef size_t itemsize = np.dtype(dtype).itemsize
+    cdef ProductKernel kernel
+    if itemsize not in (4, 8):
+        raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    if kind == "nt":
+        kernel = product_kernel(work, rows, n_threads)
+    elif kind in ("nn", "tn"):
+        kernel = output_kernel(work, fan_out, rows, n_threads, itemsize)
+    else:
+        raise ValueError(f"kind must be 'nn', 'tn' or 'nt', got {kind!r}")
+    return {PRODUCT_SMALL: "small", PRODUCT_DIRECT: "direct", PRODUCT_BLAS: "blas"}[kernel]
 
 
 def direct_kernels_available():
@@ -408,8 +451,8 @@ cdef enum ProductKernel:
 
 cdef inline ProductKernel product_kernel(int64_t work, int64_t rows, int nt) noexcept nogil:
     """The kernels that multiply a product of `work` multiply-adds over `rows` batch rows on
-    nt threads (the one rule mm_nn, mm_tn and mm_nt dispatch by, and that backward_batch
-    asks before fusing an epilogue into a direct product)."""
+    nt threads (the one rule mm_nt dispatches by, and that backward_batch asks before
+    fusing an epilogue into a direct product; mm_nn and mm_tn: output_kernel)."""
     if work <= SMALL_GEMM_WORK:
         return PRODUCT_SMALL
     if use_direct(rows, nt):
@@ -417,10 +460,30 @@ cdef inline ProductKernel product_kernel(int64_t work, int64_t rows, int nt) noe
     return PRODUCT_BLAS
 
 
+cdef inline bint narrow_output(int64_t n_cols, size_t itemsize) noexcept nogil:
+    """Are output rows of n_cols elements narrow enough for the small kernels' narrow path
+    to beat the direct kernels (NARROW_OUTPUT_BYTES), where that path runs?"""
+    return (NARROW_OUTPUTS and n_cols * <int64_t> itemsize <= NARROW_OUTPUT_BYTES
+            and fm_narrow_available())
+
+
+cdef inline ProductKernel output_kernel(int64_t work, int64_t n_cols, int64_t rows, int nt,
+                                        size_t itemsize) noexcept nogil:
+    """product_kernel of a product whose output rows hold n_cols elements of itemsize bytes
+    (mm_nn: the layer's outputs, mm_tn: its weight gradient; both fan_out wide): a narrow
+    output goes to the small kernels where the direct kernels would take it on one thread
+    (nt 1, or too little work to split: FM_DIRECT_PARALLEL_MIN_WORK)."""
+    cdef ProductKernel kernel = product_kernel(work, rows, nt)
+    if (kernel == PRODUCT_DIRECT and (nt == 1 or work < FM_DIRECT_PARALLEL_MIN_WORK)
+            and narrow_output(n_cols, itemsize)):
+        return PRODUCT_SMALL
+    return kernel
+
+
 cdef inline void mm_nn(int64_t M, int64_t N, int64_t K, const floating *A,
                        const floating *B, floating *C, int nt) noexcept nogil:
     """C (M, N) = A (M, K) @ B (K, N); M is the batch."""
-    cdef ProductKernel kernel = product_kernel(M * N * K, M, nt)
+    cdef ProductKernel kernel = output_kernel(M * N * K, N, M, nt, sizeof(floating))
     if kernel == PRODUCT_SMALL:
         if floating is float:
             gemm_nn_small_f32(M, N, K, A, B, 0, C)
@@ -438,7 +501,7 @@ cdef inline void mm_nn(int64_t M, int64_t N, int64_t K, const floating *A,
 cdef inline void mm_tn(int64_t M, int64_t N, int64_t K, const floating *A,
                        const floating *B, floating beta, floating *C, int nt) noexcept nogil:
     """C (M, N) = A^T @ B + beta C, with A (K, M) and B (K, N); K is the batch."""
-    cdef ProductKernel kernel = product_kernel(M * N * K, K, nt)
+    cdef ProductKernel kernel = output_kernel(M * N * K, N, K, nt, sizeof(floating))
     if kernel == PRODUCT_SMALL:
         if floating is float:
             gemm_tn_small_f32(M, N, K, A, B, beta, C)
@@ -611,8 +674,12 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
         z = ws + W.z_off if W.z_off >= 0 else a
         bias = params + L.b_off if L.b_off >= 0 else NULL
         done = 0
-        if b * L.fan_out * L.fan_in <= SMALL_GEMM_WORK:
-            # narrow layers: product, bias and (for relu-like) activation in one pass
+        if (b * L.fan_out * L.fan_in <= SMALL_GEMM_WORK
+                or (l > 0 and output_kernel(b * L.fan_out * L.fan_in, L.fan_out, b, nt,
+                                            sizeof(floating)) == PRODUCT_SMALL)):
+            # small products, and narrow outputs past the first layer (whose products may
+            # skip X's zeros, leaving masks for its weight gradient): product, bias and
+            # (for relu-like) activation in one pass
             if floating is float:
                 done = dense_forward_small_f32(b, L.fan_out, L.fan_in, inp, params + L.w_off,
                                                bias, L.act if z == a else FM_IDENTITY, z)
