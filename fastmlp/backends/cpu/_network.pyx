@@ -107,8 +107,10 @@ cdef int64_t DIRECT_MAX_ROWS_THREADED = 256
 # 275 direct on one thread and 26 / 40 / 144 on two, weight gradient 13 / 33 / 142 against
 # 21 / 72 / 280 and 21 / 42 / 149; N = 1 and 3 alike; from N = 32 the direct kernels win
 # (b128: 175 against 58); float64 N = 8: 9.1 / 32 / 122 against 22 / 82 / 263 and 22 / 47
-# / 140 (N = 10 and 16 mixed, so doubles stop at 8).  Training 784-500-500-10 on two threads
-# (benchmarks/RESULTS.md, session 27).
+# / 140 (N = 10 and 16 mixed, so doubles stop at 8).  Products that the direct kernels
+# split over several threads stay there (sending them too lost 1-1.6% per step at b64-b200).
+# Training 784-500-500-10, per step: two threads b16 1.04x, b32 1.03x; one thread b16-b64
+# 1.02x (benchmarks/RESULTS.md, session 27).
 cdef int64_t NARROW_OUTPUT_BYTES = 64
 cdef bint NARROW_OUTPUTS = True
 # With direct products, the optimizer update of a network of at least this many parameters
