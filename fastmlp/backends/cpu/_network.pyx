@@ -668,17 +668,19 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
     cdef floating *a
     cdef const floating *bias
     cdef int l, done
+    cdef int64_t work
     for l in range(first, s.n_layers):
         L = &s.layers[l]
         W = &sh.lw[l]
+        work = b * L.fan_out * L.fan_in
         inp = layer_input(s, sh, l, x, training)
         a = ws + W.a_off
         z = ws + W.z_off if W.z_off >= 0 else a
         bias = params + L.b_off if L.b_off >= 0 else NULL
         done = 0
-        if (b * L.fan_out * L.fan_in <= SMALL_GEMM_WORK
-                or (l > 0 and output_kernel(b * L.fan_out * L.fan_in, L.fan_out, b, nt,
-                                            sizeof(floating)) == PRODUCT_SMALL)):
+        if (work <= SMALL_GEMM_WORK
+                or (l > 0 and output_kernel(work, L.fan_out, b, nt, sizeof(floating))
+                    == PRODUCT_SMALL)):
             # small products, and narrow outputs past the first layer (whose products may
             # skip X's zeros, leaving masks for its weight gradient): product, bias and
             # (for relu-like) activation in one pass
@@ -719,7 +721,7 @@ cdef void forward_batch(NetC *s, ShardC *sh, const floating *x, int64_t b, int64
                     if done:
                         bias = NULL
         elif not done:
-            if training and forward_is_split_k(s, b, b * L.fan_out * L.fan_in, nt):
+            if training and forward_is_split_k(s, b, work, nt):
                 if FUSED_EPILOGUES and z == a:
                     # bias and activation in the pass that sums the partial products
                     if floating is float:
@@ -1775,7 +1777,7 @@ cdef class Engine:
     cdef object _layers_arr, _params, _grads, _slots, _lb, _xmask, _pmask
     cdef readonly bint last_call_skipped_zeros
     cdef object _shards_arr, _shard_ws, _lw_arr, _shard_grads, _tw, _partial
-    cdef object _fs_partial, _fs_masks, _fs_partial_shape, _fs_cuts, _fs_sync
+    cdef object _fs_partial, _fs_masks, _fs_cuts, _fs_sync
     cdef object _epoch_refs
     cdef readonly bint is_f32
     cdef readonly object dtype
@@ -2115,13 +2117,11 @@ cdef class Engine:
         if not (self.is_f32 and self.s.skip_zeros and nt > 1 and rows > 0
                 and L0.fan_in * L0.fan_out >= FEATURE_SPLIT_MIN_SHARE * self.s.n_params):
             return
-        if (self._fs_partial is None or self._fs_partial_shape[0] != nt
-                or self._fs_partial_shape[1] < rows):
+        if self._fs_partial is None or self.s.fs_threads != nt or self.s.fs_rows < rows:
             self._fs_partial = np.zeros((nt + 1) * rows * L0.fan_out + FASTMLP_SLACK,
                                         dtype=np.float32)
             self._fs_masks = np.zeros(nt * rows * mask_words(&self.s) + FASTMLP_SLACK,
                                       dtype=np.uint16)
-            self._fs_partial_shape = (nt, rows)
             self.s.fs_rows = rows
             self.s.fs_partial = <void *> <size_t> self._fs_partial.ctypes.data
             self.s.fs_masks = <uint16_t *> <size_t> self._fs_masks.ctypes.data
